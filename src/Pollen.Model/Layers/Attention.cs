@@ -1,0 +1,50 @@
+using Pollen.Model.Config;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Pollen.Model.Layers;
+
+/// <summary>Llama attention with grouped-query heads and RoPE or ALiBi positions.</summary>
+public sealed class Attention : AttentionBase
+{
+    private readonly Linear q_proj;
+    private readonly Linear k_proj;
+    private readonly Linear v_proj;
+    private readonly Linear o_proj;
+
+    /// <summary>Creates the projections for <paramref name="config"/>.</summary>
+    public Attention(ModelConfig config) : base(nameof(Attention), config, config.HeadDim)
+    {
+        long c = config.HiddenSize, q = config.NumAttentionHeads * config.HeadDim, kv = config.NumKeyValueHeads * config.HeadDim;
+        q_proj = nn.Linear(c, q, hasBias: config.AttentionBias);
+        k_proj = nn.Linear(c, kv, hasBias: config.AttentionBias);
+        v_proj = nn.Linear(c, kv, hasBias: config.AttentionBias);
+        o_proj = nn.Linear(q, c, hasBias: config.AttentionBias);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor x, Tensor positions, LayerKvCache? cache)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        int hq = Config.NumAttentionHeads, hkv = Config.NumKeyValueHeads, d = Config.HeadDim;
+        var q = q_proj.forward(x).view(b, t, hq, d).transpose(1, 2);  // (B, Hq, T, D)
+        var k = k_proj.forward(x).view(b, t, hkv, d).transpose(1, 2); // (B, Hkv, T, D)
+        var v = v_proj.forward(x).view(b, t, hkv, d).transpose(1, 2); // (B, Hkv, T, D)
+        if (Rope is not null)
+        {
+            var (cos, sin) = Rope.Get(positions);
+            q = RotaryEmbedding.Apply(q, cos, sin);
+            k = RotaryEmbedding.Apply(k, cos, sin);
+        }
+        var keyPositions = positions;
+        if (cache is not null)
+        {
+            (k, v, keyPositions) = cache.Append(k, v, positions); // (B, Hkv, S, D)
+        }
+        var mask = Mask(positions, keyPositions, cache is not null, out var isCausal);
+        var y = Sdpa(q, RepeatKv(k), RepeatKv(v), mask, isCausal); // (B, Hq, T, D)
+        return o_proj.forward(y.transpose(1, 2).reshape(b, t, hq * d)); // (B, T, C)
+    }
+}

@@ -1,0 +1,152 @@
+using Pollen.Model.Llama;
+using Pollen.Model.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Pollen.Tests.Model;
+
+public class TransformerTests
+{
+    private static Transformer Build(string name, int seed = 7)
+    {
+        manual_seed(seed);
+        var model = new Transformer(ModelTestConfigs.All[name]);
+        model.eval();
+        return model;
+    }
+
+    private static Tensor RandomIds(int batch, int length, int vocab, int seed)
+    {
+        var g = new Random(seed);
+        var ids = new long[batch * length];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = g.Next(vocab);
+        }
+        return tensor(ids, [batch, length]);
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
+    public void ForwardHasLogitShapeAndIsFinite(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(name);
+        var logits = model.forward(RandomIds(2, 10, model.Config.VocabSize, 1));
+        Assert.Equal(new long[] { 2, 10, model.Config.VocabSize }, logits.shape);
+        Assert.True(logits.isfinite().all().item<bool>());
+        Assert.True(logits.std().item<float>() > 0);
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
+    public void IncrementalDecodingEqualsFullForward(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(name);
+        using var noGrad = no_grad();
+        var ids = RandomIds(2, 12, model.Config.VocabSize, 2);
+        var full = model.forward(ids);
+        using var cache = new KvCache(32);
+        // a 5-token prefill, then one token at a time, then a 3-token chunk
+        var parts = new List<Tensor> { model.forward(ids.narrow(1, 0, 5), cache: cache) };
+        for (var t = 5; t < 9; t++)
+        {
+            parts.Add(model.forward(ids.narrow(1, t, 1), cache: cache));
+        }
+        parts.Add(model.forward(ids.narrow(1, 9, 3), cache: cache));
+        var incremental = cat(parts, 1);
+        Assert.Equal(12, cache.Length);
+        var maxDiff = (incremental - full).abs().max().item<float>();
+        Assert.True(maxDiff < 1e-5, $"max |incremental - full| = {maxDiff}");
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
+    public void BlockAloneEqualsBlockInsideModel(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(name);
+        using var noGrad = no_grad();
+        var ids = RandomIds(1, 8, model.Config.VocabSize, 3);
+        var positions = Transformer.DefaultPositions(1, 8);
+        var hidden = model.Embed(ids);
+        var afterFirst = model.Blocks[0].forward(hidden, positions);
+
+        // a fresh block of index 1 with block 1's weights, run by itself on block 0's output
+        var alone = new Block(model.Config, 1);
+        alone.load_state_dict(model.Blocks[1].state_dict());
+        alone.eval();
+        var expected = model.Blocks[1].forward(afterFirst, positions);
+        var actual = alone.forward(afterFirst, positions);
+        Assert.True((actual - expected).abs().max().item<float>() == 0);
+
+        // and the blocks chained by hand equal the model
+        var h = hidden;
+        foreach (var block in model.Blocks)
+        {
+            h = block.forward(h, positions);
+        }
+        Assert.True((model.Head(h) - model.forward(ids)).abs().max().item<float>() < 1e-6);
+    }
+
+    [Fact]
+    public void CausalityHoldsFutureTokensDoNotChangePastLogits()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var name in ModelTestConfigs.All.Keys)
+        {
+            using var model = Build(name);
+            using var noGrad = no_grad();
+            var a = RandomIds(1, 10, model.Config.VocabSize, 4);
+            var b = a.clone();
+            b[0, 9] = (a[0, 9] + 1) % model.Config.VocabSize;
+            var diff = (model.forward(a).narrow(1, 0, 9) - model.forward(b).narrow(1, 0, 9)).abs().max().item<float>();
+            Assert.True(diff < 1e-6, $"{name}: changing the last token changed earlier logits by {diff}");
+        }
+    }
+
+    [Fact]
+    public void ParameterNamesFollowHuggingFaceLlama()
+    {
+        using var model = Build("rope-standard-gqa");
+        var names = model.state_dict().Keys.ToHashSet();
+        string[] expected =
+        [
+            "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+            "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+            "model.layers.2.self_attn.q_proj.weight", "model.layers.2.self_attn.k_proj.weight",
+            "model.layers.2.self_attn.v_proj.weight", "model.layers.2.self_attn.o_proj.weight",
+            "model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight",
+        ];
+        foreach (var key in expected)
+        {
+            Assert.Contains(key, names);
+        }
+        Assert.Equal(3 + (9 * 3), names.Count);
+        Assert.Equal(model.Config.ParameterCount(), model.parameters().Sum(p => p.numel()));
+
+        using var diff = Build("rope-differential-gqa");
+        var diffNames = diff.state_dict().Keys.ToHashSet();
+        Assert.Contains("model.layers.0.self_attn.lambda_q1", diffNames);
+        Assert.Contains("model.layers.0.self_attn.subln.weight", diffNames);
+        Assert.Equal(diff.Config.ParameterCount(), diff.parameters().Sum(p => p.numel()));
+
+        using var tied = Build("rope-standard-mqa-tied-bias");
+        Assert.DoesNotContain("lm_head.weight", tied.state_dict().Keys);
+        Assert.Contains("model.layers.0.self_attn.q_proj.bias", tied.state_dict().Keys);
+        Assert.Equal(tied.Config.ParameterCount(), tied.parameters().Sum(p => p.numel()));
+    }
+
+    [Fact]
+    public void CacheRefusesToGrowPastItsMaximum()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build("rope-standard-gqa");
+        using var noGrad = no_grad();
+        using var cache = new KvCache(6);
+        model.forward(RandomIds(1, 5, model.Config.VocabSize, 5), cache: cache);
+        var error = Assert.Throws<InvalidOperationException>(() => model.forward(RandomIds(1, 2, model.Config.VocabSize, 6), cache: cache));
+        Assert.Contains("maximum length of 6", error.Message);
+    }
+}
