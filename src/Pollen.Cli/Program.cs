@@ -1,1 +1,12 @@
-return 0;
+using System.CommandLine;
+using Pollen.Cli.Commands;
+
+var root = new RootCommand("Pollen: train and serve language models on machines that volunteers contribute.")
+{
+    DemoCommand.Create(),
+    TrainCommand.Create(),
+    GenerateCommand.Create(),
+    EvalCommand.Create(),
+    BenchCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -97,7 +97,7 @@ public static class TextGenerator
                 yield return new GeneratedToken(next, delta, FinishReason.Stop);
                 yield break;
             }
-            if (produced + 1 >= options.MaxNewTokens || session.Length + 1 > maxLength)
+            if (promptIds.Count + produced + 1 >= maxLength) // the budget or the context (prompt + output) is full
             {
                 yield return new GeneratedToken(next, delta + text.Flush(), FinishReason.Length);
                 yield break;

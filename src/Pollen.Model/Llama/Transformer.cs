@@ -20,8 +20,11 @@ public sealed class Transformer : nn.Module, ICausalLM
     private readonly Linear? lm_head;
     private readonly Block[] _blocks;
 
-    /// <summary>Creates a model with freshly initialized weights (normal, std initializer_range).</summary>
-    public Transformer(ModelConfig config) : base(nameof(Transformer))
+    /// <summary>
+    /// Creates a model; with <paramref name="initialize"/> its weights are drawn fresh (normal, std
+    /// initializer_range, from torch's global generator), otherwise they are left for a checkpoint to fill.
+    /// </summary>
+    public Transformer(ModelConfig config, bool initialize = true) : base(nameof(Transformer))
     {
         config.Validate();
         Config = config;
@@ -32,7 +35,10 @@ public sealed class Transformer : nn.Module, ICausalLM
         }
         _blocks = [.. model.layers];
         RegisterComponents();
-        Initialize();
+        if (initialize)
+        {
+            Initialize();
+        }
     }
 
     /// <inheritdoc/>

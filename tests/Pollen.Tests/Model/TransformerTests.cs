@@ -1,5 +1,5 @@
-using Pollen.Model.Llama;
 using Pollen.Model.Layers;
+using Pollen.Model.Llama;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Pollen.Model.Checkpoints;
+using Pollen.Model.Config;
+using Pollen.Model.Llama;
+using Pollen.Model.Tokenizers;
+using Pollen.Training.Data;
+using Pollen.Training.Local;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Pollen.Cli.Commands;
+
+/// <summary>What <c>pollen train</c> and <c>pollen demo</c> need to run a local training job.</summary>
+internal sealed record TrainSettings(
+    string? Data, string Config, int Steps, int BatchSize, int SeqLen, double LearningRate, int Seed, string Out, bool Resume, bool Json, int CorpusMegabytes);
+
+/// <summary>Builds the data, model and trainer for a local run, shows progress and writes the checkpoint.</summary>
+internal static class TrainJob
+{
+    /// <summary>Seed of the built-in synthetic corpus (fixed, so every run sees the same text).</summary>
+    public const int CorpusSeed = 1234;
+
+    public static TrainResult Run(TrainSettings s, CancellationToken cancellationToken, out double unigramLoss)
+    {
+        var log = s.Json ? Console.Error : Console.Out;
+        var stateExists = File.Exists(Path.Combine(s.Out, Trainer.StateFile));
+        if (stateExists && !s.Resume)
+        {
+            throw new UsageException($"{s.Out} already holds a training checkpoint; pass --resume to continue it, or --out to start a new run elsewhere");
+        }
+        var config = stateExists ? ModelConfig.Load(s.Out) : ResolveConfig(s.Config);
+        if (s.SeqLen <= 0 || s.SeqLen > config.MaxPositionEmbeddings)
+        {
+            throw new UsageException($"--seq-len must be in 1..{config.MaxPositionEmbeddings} (the model's context), got {s.SeqLen}");
+        }
+        var tokenizer = ByteTokenizer.Instance;
+        if (config.VocabSize < tokenizer.VocabSize)
+        {
+            throw new UsageException($"the model's vocab_size {config.VocabSize} is smaller than the byte tokenizer's {tokenizer.VocabSize} ids");
+        }
+
+        var documents = s.Data is null
+            ? SyntheticCorpus.Stories(CorpusSeed, (long)s.CorpusMegabytes * 1024 * 1024).ToList()
+            : TextCorpus.Load(s.Data);
+        var data = TokenDataset.FromDocuments(documents, tokenizer, s.SeqLen, seed: s.Seed);
+        unigramLoss = data.UnigramBaseline();
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"data: {(s.Data ?? "built-in synthetic stories")} — {data.TotalTokens:N0} tokens, {data.TrainSequences:N0} train / {data.ValidationSequences:N0} validation sequences of {s.SeqLen}; unigram baseline {unigramLoss:F3} nats/token"));
+
+        torch.manual_seed(s.Seed);
+        using var model = new Transformer(config);
+        log.WriteLine($"model: {config}");
+        var options = new TrainerOptions { Steps = s.Steps, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Seed = s.Seed };
+        using var trainer = new Trainer(model, data, options, s.Out);
+        if (s.Resume && trainer.TryResume())
+        {
+            log.WriteLine($"resumed from {s.Out} at step {trainer.Step}");
+        }
+        TokenizerLoader.SaveByteTokenizer(s.Out);
+        var result = RunWithProgress(trainer, options, log, s.Json, cancellationToken);
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"done: step {result.Steps}, train loss {result.TrainLoss:F3}, validation loss {result.ValLoss:F3} (unigram baseline {unigramLoss:F3}), {result.TokensPerSecond:F0} tokens/s, {result.Elapsed.TotalSeconds:F0} s; checkpoint in {s.Out}"));
+        return result;
+    }
+
+    public static JsonObject ToJson(TrainResult r, double unigram) => new()
+    {
+        ["train_loss"] = Math.Round(r.TrainLoss, 5),
+        ["val_loss"] = Math.Round(r.ValLoss, 5),
+        ["unigram_loss"] = Math.Round(unigram, 5),
+        ["tokens_per_s"] = Math.Round(r.TokensPerSecond, 1),
+        ["steps"] = r.Steps,
+        ["elapsed_s"] = Math.Round(r.Elapsed.TotalSeconds, 2),
+        ["out"] = r.CheckpointDirectory,
+    };
+
+    private static ModelConfig ResolveConfig(string config)
+    {
+        if (ModelPresets.Names.Contains(config))
+        {
+            return ModelPresets.Get(config);
+        }
+        if (File.Exists(config) || Directory.Exists(config))
+        {
+            return ModelConfig.Load(config);
+        }
+        throw new UsageException($"--config '{config}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor a config.json path");
+    }
+
+    private static TrainResult RunWithProgress(Trainer trainer, TrainerOptions options, TextWriter log, bool json, CancellationToken cancellationToken)
+    {
+        var interactive = !json && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+        if (!interactive)
+        {
+            var every = Math.Max(1, options.Steps / 20);
+            trainer.Progress += p =>
+            {
+                if (p.Step % every == 0 || p.Step == p.TotalSteps)
+                {
+                    log.WriteLine(Describe(p));
+                }
+            };
+            return trainer.Run(cancellationToken);
+        }
+        TrainResult? result = null;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("training", maxValue: options.Steps);
+                task.Value = trainer.Step;
+                trainer.Progress += p =>
+                {
+                    task.Value = p.Step;
+                    task.Description = Markup.Escape(Describe(p));
+                };
+                result = trainer.Run(cancellationToken);
+            });
+        return result!;
+    }
+
+    private static string Describe(TrainProgress p) => string.Create(CultureInfo.InvariantCulture,
+        $"step {p.Step}/{p.TotalSteps}  loss {p.TrainLoss:F3}  val {(p.ValLoss is double v ? v.ToString("F3", CultureInfo.InvariantCulture) : "-")}  lr {p.LearningRate:E2}  {p.TokensPerSecond:F0} tok/s  ETA {p.Eta:mm\\:ss}");
+}
