@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Pollen.Bench;
+using Pollen.Model.Config;
 
 namespace Pollen.Cli.Commands;
 
@@ -7,7 +9,54 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var command = new Command("bench", "Benchmarks; each scenario prints one JSON object with ratios against a baseline from the same run.");
+        var command = new Command("bench", "Benchmarks; each scenario prints one JSON object with ratios against a baseline measured in the same run.")
+        {
+            Model(),
+        };
+        return command;
+    }
+
+    private static Command Model()
+    {
+        var presets = new Option<string[]>("--preset") { Description = "Presets to measure (repeatable; default: dev and small).", DefaultValueFactory = _ => ["dev", "small"] };
+        var model = new Option<string?>("--model") { Description = "Measure an existing checkpoint's prompt and generation tokens/s instead." };
+        var steps = new Option<int>("--steps") { Description = "Measured training steps per loop.", DefaultValueFactory = _ => 10 };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens generated per measurement.", DefaultValueFactory = _ => 128 };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length for --model.", DefaultValueFactory = _ => 128 };
+        var repeats = new Option<int>("--repeats") { Description = "Measurements per loop, interleaved with the baseline (the median is reported).", DefaultValueFactory = _ => 5 };
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var command = new Command("model", "Training and generation tokens/s of the presets, next to a bare TorchSharp loop over the same model.")
+        {
+            presets, model, steps, tokens, promptTokens, repeats, threads, json,
+        };
+        command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
+            if (r.GetValue(steps) <= 0 || r.GetValue(tokens) <= 0 || r.GetValue(repeats) <= 0)
+            {
+                throw new UsageException("--steps, --tokens and --repeats must be positive");
+            }
+            if (r.GetValue(model) is string dir)
+            {
+                var (lm, _) = ModelLoading.Load(dir);
+                using var owned = lm;
+                CommonOptions.PrintJson(ModelBench.RunCheckpoint(lm, dir, r.GetValue(promptTokens), r.GetValue(tokens), r.GetValue(repeats), log));
+                return Task.FromResult(0);
+            }
+            var settings = new ModelBench.Settings(TrainSteps: r.GetValue(steps), GenerateTokens: r.GetValue(tokens), Repeats: r.GetValue(repeats));
+            foreach (var preset in r.GetValue(presets)!)
+            {
+                if (!ModelPresets.Names.Contains(preset))
+                {
+                    throw new UsageException($"--preset {preset}: choose from {string.Join(", ", ModelPresets.Names)}");
+                }
+                ct.ThrowIfCancellationRequested();
+                CommonOptions.PrintJson(ModelBench.RunPreset(preset, settings, log));
+            }
+            return Task.FromResult(0);
+        }));
         return command;
     }
 }

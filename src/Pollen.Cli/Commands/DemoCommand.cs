@@ -33,7 +33,7 @@ internal static class DemoCommand
                     File.Delete(path);
                 }
             }
-            var settings = new TrainSettings(null, "dev", r.GetValue(steps), 16, 128, 3e-3, 0, dir, false, r.GetValue(json), 4);
+            var settings = new TrainSettings(null, "dev", r.GetValue(steps), 16, 0, 3e-3, 0, dir, false, r.GetValue(json), 4);
             var result = TrainJob.Run(settings, ct, out var unigram);
             var log = settings.Json ? Console.Error : Console.Out;
             log.WriteLine();

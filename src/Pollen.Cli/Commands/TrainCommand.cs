@@ -11,7 +11,7 @@ internal static class TrainCommand
         var config = new Option<string>("--config") { Description = "Model preset (dev, small, base) or a config.json path.", DefaultValueFactory = _ => "dev" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 600 };
         var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
-        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per sequence.", DefaultValueFactory = _ => 128 };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per sequence (default: the model's context, at most 256). Generation quality falls past the trained length." };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (warmup, then cosine decay).", DefaultValueFactory = _ => 3e-3 };
         var seed = CommonOptions.Seed("weights and data order");
         var threads = CommonOptions.Threads();
@@ -26,7 +26,7 @@ internal static class TrainCommand
         command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
-            var settings = new TrainSettings(r.GetValue(data), r.GetValue(config)!, r.GetValue(steps), r.GetValue(batch), r.GetValue(seqLen),
+            var settings = new TrainSettings(r.GetValue(data), r.GetValue(config)!, r.GetValue(steps), r.GetValue(batch), r.GetValue(seqLen) ?? 0,
                 r.GetValue(lr), r.GetValue(seed), r.GetValue(outDir)!, r.GetValue(resume), r.GetValue(json), r.GetValue(corpusMb));
             if (settings.CorpusMegabytes <= 0)
             {

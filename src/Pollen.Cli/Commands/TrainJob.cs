@@ -12,6 +12,7 @@ using TorchSharp;
 namespace Pollen.Cli.Commands;
 
 /// <summary>What <c>pollen train</c> and <c>pollen demo</c> need to run a local training job.</summary>
+/// <remarks>A <c>SeqLen</c> of 0 means the model's context, at most 256.</remarks>
 internal sealed record TrainSettings(
     string? Data, string Config, int Steps, int BatchSize, int SeqLen, double LearningRate, int Seed, string Out, bool Resume, bool Json, int CorpusMegabytes);
 
@@ -30,7 +31,11 @@ internal static class TrainJob
             throw new UsageException($"{s.Out} already holds a training checkpoint; pass --resume to continue it, or --out to start a new run elsewhere");
         }
         var config = stateExists ? ModelConfig.Load(s.Out) : ResolveConfig(s.Config);
-        if (s.SeqLen <= 0 || s.SeqLen > config.MaxPositionEmbeddings)
+        if (s.SeqLen == 0)
+        {
+            s = s with { SeqLen = Math.Min(config.MaxPositionEmbeddings, 256) };
+        }
+        if (s.SeqLen < 0 || s.SeqLen > config.MaxPositionEmbeddings)
         {
             throw new UsageException($"--seq-len must be in 1..{config.MaxPositionEmbeddings} (the model's context), got {s.SeqLen}");
         }

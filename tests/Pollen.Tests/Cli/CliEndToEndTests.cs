@@ -1,0 +1,84 @@
+using Pollen.Training.Data;
+
+namespace Pollen.Tests.Cli;
+
+/// <summary>The <c>pollen</c> command as a user runs it: separate processes, real files, JSON results.</summary>
+public sealed class CliEndToEndTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "pollen-cli-" + Guid.NewGuid().ToString("N"));
+
+    public CliEndToEndTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task TrainResumeGenerateAndEvalThroughTheCommandLine()
+    {
+        var run = Path.Combine(_dir, "run");
+        var train = await PollenProcess.RunAsync("train", "--steps", "40", "--batch-size", "8", "--seq-len", "64", "--corpus-mb", "1", "--out", run, "--json");
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        var t = train.Json;
+        Assert.Equal(40, (int)t["steps"]!);
+        var val = (double)t["val_loss"]!;
+        Assert.True(val < Math.Log(264) - 1.0, $"validation loss {val} did not fall from ln(264)");
+        Assert.True((double)t["tokens_per_s"]! > 0);
+        foreach (var file in new[] { "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "metrics.jsonl", "pollen_tokenizer.json" })
+        {
+            Assert.True(File.Exists(Path.Combine(run, file)), file);
+        }
+
+        // running again into the same directory without --resume is refused, with the fix named
+        var again = await PollenProcess.RunAsync("train", "--steps", "50", "--batch-size", "8", "--seq-len", "64", "--corpus-mb", "1", "--out", run);
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("--resume", again.Stderr);
+
+        var resumed = await PollenProcess.RunAsync("train", "--steps", "50", "--batch-size", "8", "--seq-len", "64", "--corpus-mb", "1", "--out", run, "--resume", "--json");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.Equal(50, (int)resumed.Json["steps"]!);
+        Assert.Contains("resumed from", resumed.Stderr);
+
+        // seeded sampling is reproducible across processes
+        string[] generate = ["generate", "--model", run, "--prompt", "Once upon", "--max-new-tokens", "24", "--temperature", "0.9", "--seed", "3", "--json"];
+        var g1 = await PollenProcess.RunAsync(generate);
+        var g2 = await PollenProcess.RunAsync(generate);
+        Assert.True(g1.ExitCode == 0, g1.Stderr);
+        Assert.Equal(g1.Json["ids"]!.ToJsonString(), g2.Json["ids"]!.ToJsonString());
+        var text = (string)g1.Json["text"]!;
+        Assert.StartsWith("Once upon" + text, g1.Stdout, StringComparison.Ordinal); // streamed text precedes the JSON
+        Assert.Equal("Once upon".Length, g1.Json["prompt_ids"]!.AsArray().Count);
+
+        // raw ids in, ids out
+        var ids = await PollenProcess.RunAsync("generate", "--model", run, "--prompt-ids", "79,110,99,101", "--temperature", "0", "--max-new-tokens", "5", "--json");
+        Assert.True(ids.ExitCode == 0, ids.Stderr);
+        Assert.Equal(5, ids.Json["ids"]!.AsArray().Count);
+
+        var data = Path.Combine(_dir, "held-out.txt");
+        await File.WriteAllTextAsync(data, SyntheticCorpus.Generate(seed: 77, targetBytes: 20_000), TestContext.Current.CancellationToken);
+        var eval = await PollenProcess.RunAsync("eval", "--model", run, "--data", data, "--seq-len", "64", "--json");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        var loss = (double)eval.Json["loss"]!;
+        Assert.Equal(Math.Exp(loss), (double)eval.Json["perplexity"]!, 2);
+        Assert.True(loss < Math.Log(264) - 1.0);
+        Assert.True((long)eval.Json["tokens"]! > 10_000);
+    }
+
+    [Fact]
+    public async Task BadInputGetsAClearMessageAndNonZeroExit()
+    {
+        var missing = await PollenProcess.RunAsync("generate", "--model", Path.Combine(_dir, "nope"), "--prompt", "x");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("no such directory", missing.Stderr);
+
+        var broken = Path.Combine(_dir, "broken");
+        Directory.CreateDirectory(broken);
+        await File.WriteAllTextAsync(Path.Combine(broken, "config.json"), "{\"hidden_size\": 64, \"num_hidden_layers\": 2}", TestContext.Current.CancellationToken);
+        var config = await PollenProcess.RunAsync("generate", "--model", broken, "--prompt", "x");
+        Assert.Equal(1, config.ExitCode);
+        Assert.Contains("num_attention_heads", config.Stderr);
+        Assert.DoesNotContain("   at ", config.Stderr); // no stack trace
+
+        var preset = await PollenProcess.RunAsync("train", "--config", "enormous", "--out", Path.Combine(_dir, "x"));
+        Assert.Equal(2, preset.ExitCode);
+        Assert.Contains("dev, small, base", preset.Stderr);
+    }
+}
