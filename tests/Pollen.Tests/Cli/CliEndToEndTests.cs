@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Pollen.Training.Data;
 
 namespace Pollen.Tests.Cli;
@@ -60,6 +61,40 @@ public sealed class CliEndToEndTests : IDisposable
         Assert.Equal(Math.Exp(loss), (double)eval.Json["perplexity"]!, 2);
         Assert.True(loss < Math.Log(264) - 1.0);
         Assert.True((long)eval.Json["tokens"]! > 10_000);
+    }
+
+    [Fact]
+    public async Task SigtermStopsTrainingWithASavedCheckpointThatResumes()
+    {
+        var run = Path.Combine(_dir, "interrupted");
+        string[] args = ["train", "--steps", "100000", "--batch-size", "4", "--seq-len", "64", "--corpus-mb", "1", "--out", run];
+        using var process = PollenProcess.Start(args);
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var metrics = Path.Combine(run, "metrics.jsonl");
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!(File.Exists(metrics) && File.ReadLines(metrics).Count() >= 3))
+        {
+            Assert.True(DateTime.UtcNow < deadline && !process.HasExited, "training did not start");
+            await Task.Delay(50, TestContext.Current.CancellationToken); // polling a file written by another process
+        }
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+        await PollenProcess.WaitAsync(process, TimeSpan.FromMinutes(1));
+        Assert.Equal(130, process.ExitCode);
+        var output = await stdout;
+        Assert.Contains("--resume", output);
+        var state = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(run, "trainer_state.json"), TestContext.Current.CancellationToken))!;
+        var step = (long)state["step"]!;
+        Assert.InRange(step, 3, 1000);
+        _ = await stderr;
+
+        var resumed = await PollenProcess.RunAsync("train", "--steps", (step + 2).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--batch-size", "4", "--seq-len", "64", "--corpus-mb", "1", "--out", run, "--resume", "--json");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.Equal(step + 2, (long)resumed.Json["steps"]!);
     }
 
     [Fact]
