@@ -15,7 +15,13 @@ public static partial class TorchRuntime
     private static readonly Lock Gate = new();
     private static bool _initialized;
 
-    /// <summary>Sets the wait policy (first call only) and the number of threads for tensor math.</summary>
+    /// <summary>What was done about MKL's CPU-vendor dispatch (see <see cref="MklCpuDispatch"/>).</summary>
+    public static string MklDispatchStatus => MklCpuDispatch.Status;
+
+    /// <summary>
+    /// Sets the wait policy and MKL's CPU dispatch (first call only, before any tensor exists) and the
+    /// number of threads for tensor math.
+    /// </summary>
     public static void Initialize(int threads)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
@@ -28,6 +34,8 @@ public static partial class TorchRuntime
                     _ = SetEnv("OMP_WAIT_POLICY", "PASSIVE", 0);
                     Environment.SetEnvironmentVariable("OMP_WAIT_POLICY", "PASSIVE");
                 }
+                torch.set_num_threads(threads); // loads libtorch
+                MklCpuDispatch.Apply();
                 _initialized = true;
             }
             torch.set_num_threads(threads);
