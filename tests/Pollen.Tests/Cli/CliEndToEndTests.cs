@@ -1,5 +1,12 @@
 using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Pollen.Model.Checkpoints;
+using Pollen.Model.Config;
+using Pollen.Model.Llama;
+using Pollen.Model.Tokenizers;
+using Pollen.Tests.Model.Tokenizers;
 using Pollen.Training.Data;
+using static TorchSharp.torch;
 
 namespace Pollen.Tests.Cli;
 
@@ -95,6 +102,60 @@ public sealed class CliEndToEndTests : IDisposable
             "--batch-size", "4", "--seq-len", "64", "--corpus-mb", "1", "--out", run, "--resume", "--json");
         Assert.True(resumed.ExitCode == 0, resumed.Stderr);
         Assert.Equal(step + 2, (long)resumed.Json["steps"]!);
+    }
+
+    [Fact]
+    public async Task HuggingFaceLlamaCheckpointGeneratesWithAndWithoutTokenizerFiles()
+    {
+        var dir = Path.Combine(_dir, "hf-llama");
+        Directory.CreateDirectory(dir);
+        const string tokenizerConfig = """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}""";
+        var tokenizerJson = TestTokenizerFiles.SentencePiece();
+        var tokenizer = HfTokenizer.FromJson(tokenizerJson, tokenizerConfig);
+        var config = new ModelConfig
+        {
+            HiddenSize = 32,
+            NumHiddenLayers = 2,
+            NumAttentionHeads = 4,
+            NumKeyValueHeads = 2,
+            HeadDim = 8,
+            IntermediateSize = 64,
+            VocabSize = tokenizer.VocabSize,
+            MaxPositionEmbeddings = 128,
+            BosTokenId = 1,
+            EosTokenIds = [2],
+        };
+        using (var scope = NewDisposeScope())
+        {
+            manual_seed(9);
+            using var model = new Transformer(config);
+            SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(bfloat16)));
+        }
+        var json = JsonNode.Parse(config.ToJson())!.AsObject();
+        json.Remove("pollen_position_encoding");
+        json.Remove("pollen_attention");
+        json["architectures"] = new JsonArray("LlamaForCausalLM");
+        await File.WriteAllTextAsync(Path.Combine(dir, "config.json"), json.ToJsonString(), TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(dir, "tokenizer.json"), tokenizerJson, TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(dir, "tokenizer_config.json"), tokenizerConfig, TestContext.Current.CancellationToken);
+
+        var text = await PollenProcess.RunAsync("generate", "--model", dir, "--prompt", "hello world", "--max-new-tokens", "8", "--temperature", "0", "--json");
+        Assert.True(text.ExitCode == 0, text.Stderr);
+        int[] expectedPrompt = [1, .. tokenizer.Encode("hello world")]; // the tokenizer config asks for BOS
+        Assert.Equal(expectedPrompt, text.Json["prompt_ids"]!.AsArray().Select(n => (int)n!));
+        Assert.InRange(text.Json["ids"]!.AsArray().Count, 1, 8);
+
+        File.Delete(Path.Combine(dir, "tokenizer.json"));
+        File.Delete(Path.Combine(dir, "tokenizer_config.json"));
+        var noTokenizer = await PollenProcess.RunAsync("generate", "--model", dir, "--prompt", "hello");
+        Assert.Equal(2, noTokenizer.ExitCode);
+        Assert.Contains("--prompt-ids", noTokenizer.Stderr);
+        var ids = await PollenProcess.RunAsync("generate", "--model", dir, "--prompt-ids", "1,5,9,14", "--max-new-tokens", "6", "--temperature", "0", "--json");
+        Assert.True(ids.ExitCode == 0, ids.Stderr);
+        Assert.Null(ids.Json["text"]);
+        var generated = ids.Json["ids"]!.AsArray().Select(n => (int)n!).ToArray();
+        Assert.True(generated.Length == 6 || (generated.Length < 6 && generated[^1] == 2), $"generated [{string.Join(",", generated)}]");
+        Assert.Equal(string.Join(",", generated), ids.Stdout.Split('\n')[0].Trim()); // ids are streamed when there is no tokenizer
     }
 
     [Fact]
