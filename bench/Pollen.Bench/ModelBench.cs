@@ -95,6 +95,7 @@ public static class ModelBench
         {
             ["scenario"] = "model-checkpoint",
             ["model"] = directory,
+            ["dtype"] = model.Dtype.ToString().ToLowerInvariant(),
             ["parameters"] = model.parameters().Sum(p => p.numel()),
             ["threads"] = get_num_threads(),
             ["mkl_vendor_fix"] = Pollen.Model.Runtime.TorchRuntime.MklDispatchStatus,
