@@ -113,7 +113,8 @@ public static class ModelBench
         using var model = new Transformer(config);
         var options = new TrainerOptions
         {
-            Steps = s.TrainSteps + 1,
+            // one warm-up step, the measured steps, and one more whose final evaluation is not timed
+            Steps = s.TrainSteps + 2,
             BatchSize = s.BatchSize,
             EvalEvery = int.MaxValue,
             EvalBatches = 1,
@@ -127,7 +128,7 @@ public static class ModelBench
             {
                 clock.Start(); // step 1 is warm-up
             }
-            else if (p.Step == options.Steps)
+            else if (p.Step == s.TrainSteps + 1)
             {
                 clock.Stop();
             }
