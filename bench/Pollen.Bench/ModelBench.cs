@@ -107,6 +107,84 @@ public static class ModelBench
         };
     }
 
+    /// <summary>
+    /// Aggregate decode throughput of <paramref name="sessions"/> concurrent sessions stepped together with
+    /// <see cref="Block.ForwardSessions"/> against the same sessions stepped one after another.
+    /// </summary>
+    public static JsonObject RunSessions(string preset, int sessions, int steps, int repeats, Action<string>? log = null)
+    {
+        var config = ModelPresets.Get(preset);
+        manual_seed(0);
+        using var model = new Transformer(config);
+        model.eval();
+        using var noGrad = no_grad();
+        var caches = Enumerable.Range(0, sessions).Select(_ => new KvCache(config.MaxPositionEmbeddings)).ToArray();
+        try
+        {
+            for (var i = 0; i < sessions; i++)
+            {
+                // sessions of different lengths, as a server sees them
+                using var scope = NewDisposeScope();
+                var length = 16 + (8 * i);
+                var h = model.Embed(randint(0, 256, [1, length]));
+                var positions = Transformer.DefaultPositions(1, length);
+                foreach (var block in model.Blocks)
+                {
+                    h = block.forward(h, positions, caches[i]);
+                }
+            }
+            double Step(bool together)
+            {
+                var clock = Stopwatch.StartNew();
+                for (var s = 0; s < steps; s++)
+                {
+                    using var scope = NewDisposeScope();
+                    var h = model.Embed(randint(0, 256, [sessions, 1])); // (N, 1, C)
+                    if (together)
+                    {
+                        var positions = cat(caches.Select(c => Transformer.DefaultPositions(1, 1, c.Length)).ToArray(), 0);
+                        foreach (var block in model.Blocks)
+                        {
+                            h = block.ForwardSessions(h, positions, caches);
+                        }
+                        _ = model.Head(h).argmax(-1).sum().item<long>();
+                        continue;
+                    }
+                    for (var i = 0; i < sessions; i++)
+                    {
+                        var row = h.narrow(0, i, 1);
+                        var positions = Transformer.DefaultPositions(1, 1, caches[i].Length);
+                        foreach (var block in model.Blocks)
+                        {
+                            row = block.forward(row, positions, caches[i]);
+                        }
+                        _ = model.Head(row).argmax(-1).item<long>();
+                    }
+                }
+                return (double)steps * sessions / clock.Elapsed.TotalSeconds;
+            }
+            var (batched, sequential) = Interleaved(repeats, () => Step(true), () => Step(false));
+            log?.Invoke($"{preset}: {sessions} sessions batched {batched:F0} tokens/s, one by one {sequential:F0} tokens/s");
+            return new JsonObject
+            {
+                ["scenario"] = "model-sessions",
+                ["preset"] = preset,
+                ["sessions"] = sessions,
+                ["threads"] = get_num_threads(),
+                ["batched_tokens_per_s"] = Math.Round(batched, 1),
+                ["sequential_tokens_per_s"] = Math.Round(sequential, 1),
+                ["batched_ratio"] = Math.Round(batched / sequential, 3),
+            };
+        }
+        finally
+        {
+            foreach (var cache in caches)
+            {
+                cache.Dispose();
+            }
+        }
+    }
+
     private static double TrainerTokensPerSecond(ModelConfig config, TokenDataset data, Settings s, long tokensPerStep)
     {
         manual_seed(0);

@@ -55,6 +55,8 @@ internal static class BenchCommand
                 }
                 ct.ThrowIfCancellationRequested();
                 CommonOptions.PrintJson(ModelBench.RunPreset(preset, settings, log));
+                ct.ThrowIfCancellationRequested();
+                CommonOptions.PrintJson(ModelBench.RunSessions(preset, sessions: 8, steps: 10, settings.Repeats, log));
             }
             return Task.FromResult(0);
         }));
