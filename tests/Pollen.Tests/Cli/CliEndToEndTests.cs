@@ -1,9 +1,9 @@
 using System.Diagnostics;
-using System.Text.Json.Nodes;
 using Pollen.Model.Checkpoints;
 using Pollen.Model.Config;
 using Pollen.Model.Llama;
 using Pollen.Model.Tokenizers;
+using Pollen.Tests.Model.Checkpoints;
 using Pollen.Tests.Model.Tokenizers;
 using Pollen.Training.Data;
 using static TorchSharp.torch;
@@ -112,30 +112,14 @@ public sealed class CliEndToEndTests : IDisposable
         const string tokenizerConfig = """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}""";
         var tokenizerJson = TestTokenizerFiles.SentencePiece();
         var tokenizer = HfTokenizer.FromJson(tokenizerJson, tokenizerConfig);
-        var config = new ModelConfig
-        {
-            HiddenSize = 32,
-            NumHiddenLayers = 2,
-            NumAttentionHeads = 4,
-            NumKeyValueHeads = 2,
-            HeadDim = 8,
-            IntermediateSize = 64,
-            VocabSize = tokenizer.VocabSize,
-            MaxPositionEmbeddings = 128,
-            BosTokenId = 1,
-            EosTokenIds = [2],
-        };
+        var config = HfLlamaLayout.SmallLlama(vocabSize: tokenizer.VocabSize, context: 128, bos: 1, 2);
         using (var scope = NewDisposeScope())
         {
             manual_seed(9);
             using var model = new Transformer(config);
             SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(bfloat16)));
         }
-        var json = JsonNode.Parse(config.ToJson())!.AsObject();
-        json.Remove("pollen_position_encoding");
-        json.Remove("pollen_attention");
-        json["architectures"] = new JsonArray("LlamaForCausalLM");
-        await File.WriteAllTextAsync(Path.Combine(dir, "config.json"), json.ToJsonString(), TestContext.Current.CancellationToken);
+        HfLlamaLayout.WriteConfig(dir, config);
         await File.WriteAllTextAsync(Path.Combine(dir, "tokenizer.json"), tokenizerJson, TestContext.Current.CancellationToken);
         await File.WriteAllTextAsync(Path.Combine(dir, "tokenizer_config.json"), tokenizerConfig, TestContext.Current.CancellationToken);
 
