@@ -40,8 +40,7 @@ public static class ModelBench
             () => BareTrainTokensPerSecond(config, data, s, tokensPerStep));
         log?.Invoke($"{preset}: trainer {trainer:F0} tokens/s, bare training loop {bareTrain:F0} tokens/s");
 
-        manual_seed(0);
-        using var model = new Transformer(config);
+        using var model = new Transformer(config, seed: 0);
         model.eval();
         int[] prompt = [.. "Once upon a time"u8.ToArray().Select(b => (int)b)];
         var (generate, bareGenerate) = Interleaved(s.Repeats,
@@ -114,8 +113,7 @@ public static class ModelBench
     public static JsonObject RunSessions(string preset, int sessions, int steps, int repeats, Action<string>? log = null)
     {
         var config = ModelPresets.Get(preset);
-        manual_seed(0);
-        using var model = new Transformer(config);
+        using var model = new Transformer(config, seed: 0);
         model.eval();
         using var noGrad = no_grad();
         var caches = Enumerable.Range(0, sessions).Select(_ => new KvCache(config.MaxPositionEmbeddings)).ToArray();
@@ -187,8 +185,7 @@ public static class ModelBench
 
     private static double TrainerTokensPerSecond(ModelConfig config, TokenDataset data, Settings s, long tokensPerStep)
     {
-        manual_seed(0);
-        using var model = new Transformer(config);
+        using var model = new Transformer(config, seed: 0);
         var options = new TrainerOptions
         {
             // one warm-up step, the measured steps, and one more whose final evaluation is not timed
@@ -218,8 +215,7 @@ public static class ModelBench
     /// <summary>The textbook loop: forward, loss, backward, torch's AdamW; no schedule, clipping or metrics.</summary>
     private static double BareTrainTokensPerSecond(ModelConfig config, TokenDataset data, Settings s, long tokensPerStep)
     {
-        manual_seed(0);
-        using var model = new Transformer(config);
+        using var model = new Transformer(config, seed: 0);
         model.train();
         using var optimizer = optim.AdamW(model.parameters(), 3e-3, 0.9, 0.95, weight_decay: 0.1);
         var clock = new Stopwatch();

@@ -53,8 +53,7 @@ internal static class TrainJob
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"data: {(s.Data ?? "built-in synthetic stories")} — {data.TotalTokens:N0} tokens, {data.TrainSequences:N0} train / {data.ValidationSequences:N0} validation sequences of {s.SeqLen}; unigram baseline {unigramLoss:F3} nats/token"));
 
-        torch.manual_seed(s.Seed);
-        using var model = new Transformer(config);
+        using var model = new Transformer(config, seed: s.Seed);
         log.WriteLine($"model: {config}");
         var options = new TrainerOptions { Steps = s.Steps, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Seed = s.Seed };
         using var trainer = new Trainer(model, data, options, s.Out);

@@ -22,9 +22,11 @@ public sealed class Transformer : nn.Module, ICausalLM
 
     /// <summary>
     /// Creates a model; with <paramref name="initialize"/> its weights are drawn fresh (normal, std
-    /// initializer_range, from torch's global generator), otherwise they are left for a checkpoint to fill.
+    /// initializer_range), otherwise they are left for a checkpoint to fill. With a
+    /// <paramref name="seed"/> the draw uses its own generator, so the weights do not depend on what
+    /// else the process does with torch's global one; without, the global generator is used.
     /// </summary>
-    public Transformer(ModelConfig config, bool initialize = true) : base(nameof(Transformer))
+    public Transformer(ModelConfig config, bool initialize = true, long? seed = null) : base(nameof(Transformer))
     {
         config.Validate();
         Config = config;
@@ -37,7 +39,8 @@ public sealed class Transformer : nn.Module, ICausalLM
         RegisterComponents();
         if (initialize)
         {
-            Initialize();
+            using var generator = seed is long value ? new Generator((ulong)value) : null;
+            Initialize(generator);
         }
     }
 
@@ -92,7 +95,7 @@ public sealed class Transformer : nn.Module, ICausalLM
     /// <inheritdoc/>
     public IDecodingSession OpenSession(int maxLength) => new LocalDecodingSession(this, maxLength);
 
-    private void Initialize()
+    private void Initialize(Generator? generator)
     {
         using var noGrad = no_grad();
         var std = Config.InitializerRange;
@@ -100,21 +103,25 @@ public sealed class Transformer : nn.Module, ICausalLM
         var residualStd = std / Math.Sqrt(2.0 * Config.NumHiddenLayers);
         foreach (var (name, p) in named_parameters())
         {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.EndsWith("subln.weight", StringComparison.Ordinal) || name.Contains(".lambda_", StringComparison.Ordinal))
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.EndsWith("subln.weight", StringComparison.Ordinal))
             {
                 continue;
             }
-            if (name.EndsWith(".bias", StringComparison.Ordinal))
+            if (name.Contains(".lambda_", StringComparison.Ordinal))
+            {
+                p.normal_(0, 0.1, generator); // differential attention's λ vectors (Ye et al. init)
+            }
+            else if (name.EndsWith(".bias", StringComparison.Ordinal))
             {
                 p.zero_();
             }
             else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
             {
-                p.normal_(0, residualStd);
+                p.normal_(0, residualStd, generator);
             }
             else
             {
-                p.normal_(0, std);
+                p.normal_(0, std, generator);
             }
         }
     }

@@ -45,8 +45,7 @@ public class TrainerTests
     [Fact]
     public void ShortRunLowersValidationLossWellBelowUntrainedAndUnigram()
     {
-        manual_seed(0);
-        using var model = new Transformer(Tiny);
+        using var model = new Transformer(Tiny, seed: 0);
         using var trainer = new Trainer(model, Data.Value, Options(300) with { LearningRate = 1e-2 }, outDir: null);
         var untrained = trainer.Evaluate();
         var result = trainer.Run(TestContext.Current.CancellationToken);
@@ -62,8 +61,7 @@ public class TrainerTests
     {
         List<double> RunOnce()
         {
-            manual_seed(4);
-            using var model = new Transformer(Tiny);
+            using var model = new Transformer(Tiny, seed: 4);
             using var trainer = new Trainer(model, Data.Value, Options(6), outDir: null);
             var losses = Losses(trainer);
             trainer.Run(TestContext.Current.CancellationToken);
@@ -82,14 +80,12 @@ public class TrainerTests
         var dir = Path.Combine(Path.GetTempPath(), "pollen-trainer-" + Guid.NewGuid().ToString("N"));
         try
         {
-            manual_seed(5);
-            using var straightModel = new Transformer(Tiny);
+            using var straightModel = new Transformer(Tiny, seed: 5);
             using var straight = new Trainer(straightModel, Data.Value, Options(8), outDir: null);
             var expected = Losses(straight);
             straight.Run(TestContext.Current.CancellationToken);
 
-            manual_seed(5);
-            using (var firstModel = new Transformer(Tiny))
+            using (var firstModel = new Transformer(Tiny, seed: 5))
             using (var first = new Trainer(firstModel, Data.Value, Options(8) with { Steps = 8 }, dir))
             {
                 using var stop = new CancellationTokenSource();
@@ -104,8 +100,7 @@ public class TrainerTests
                 Assert.Equal(4, first.Step);
             }
 
-            manual_seed(1234); // different init: everything must come from the checkpoint
-            using var resumedModel = new Transformer(Tiny);
+            using var resumedModel = new Transformer(Tiny, seed: 1234); // different init: everything must come from the checkpoint
             using var resumed = new Trainer(resumedModel, Data.Value, Options(8), dir);
             Assert.True(resumed.TryResume());
             Assert.Equal(4, resumed.Step);
@@ -128,8 +123,7 @@ public class TrainerTests
         var dir = Path.Combine(Path.GetTempPath(), "pollen-trainer-" + Guid.NewGuid().ToString("N"));
         try
         {
-            manual_seed(6);
-            using (var model = new Transformer(Tiny))
+            using (var model = new Transformer(Tiny, seed: 6))
             using (var trainer = new Trainer(model, Data.Value, Options(2), dir))
             {
                 trainer.Run(TestContext.Current.CancellationToken);
