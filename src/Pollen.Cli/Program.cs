@@ -8,5 +8,7 @@ var root = new RootCommand("Pollen: train and serve language models on machines 
     GenerateCommand.Create(),
     EvalCommand.Create(),
     BenchCommand.Create(),
+    DhtCommand.Create(),
+    PeersCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -11,6 +11,7 @@ namespace Pollen.Swarm.Announcements;
 public sealed class Announcer : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _loop;
 
     private Announcer(DhtNode node, Func<PeerAnnouncement> current, TimeSpan ttl, TimeProvider time, ILogger logger)
@@ -21,6 +22,9 @@ public sealed class Announcer : IAsyncDisposable
 
     /// <summary>How long each published announcement stays valid.</summary>
     public TimeSpan Ttl { get; }
+
+    /// <summary>Completes once the first publication has been attempted (whether or not it succeeded).</summary>
+    public Task FirstAttempt => _firstAttempt.Task;
 
     /// <summary>Number of announcements published so far.</summary>
     public int Published => Volatile.Read(ref _published);
@@ -48,6 +52,7 @@ public sealed class Announcer : IAsyncDisposable
             {
                 Log.LoopFailed(logger, "announce", e);
             }
+            _firstAttempt.TrySetResult();
             await Task.Delay(Ttl / 3, time, cancellationToken).ConfigureAwait(false);
         }
     }
@@ -56,6 +61,7 @@ public sealed class Announcer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        _firstAttempt.TrySetResult();
         try
         {
             await _loop.ConfigureAwait(false);
