@@ -48,6 +48,9 @@ public sealed class SwarmOptions
     /// <summary>Largest gRPC message sent or received on the swarm port, in bytes. Default 4 MiB.</summary>
     public int MaxMessageBytes { get; set; } = 4 * 1024 * 1024;
 
+    /// <summary>Most open connections to peers; the least recently used is closed beyond it. Default 128.</summary>
+    public int MaxConnections { get; set; } = 128;
+
     /// <summary>Caps on stored records.</summary>
     public RecordLimits Records { get; } = new();
 
@@ -61,6 +64,7 @@ public sealed class SwarmOptions
         Check(RpcTimeout > TimeSpan.Zero, "RPC timeout must be positive");
         Check(RefreshInterval > TimeSpan.Zero && RepublishInterval > TimeSpan.Zero, "refresh and republish intervals must be positive");
         Check(BanBase > TimeSpan.Zero && BanMax >= BanBase, "ban durations must be positive, with max >= base");
+        Check(MaxConnections >= 1, $"max connections must be positive (got {MaxConnections})");
         Check(MaxMessageBytes >= 64 * 1024, $"max message size must be at least 64 KiB (got {MaxMessageBytes})");
         Check(System.Net.IPAddress.TryParse(ListenAddress, out _), $"listen address '{ListenAddress}' is not an IP address");
         foreach (var peer in InitialPeers)

@@ -44,7 +44,7 @@ public sealed partial class DhtNode : IAsyncDisposable
         Routing = new RoutingTable(identity.PeerId.Id, options.BucketSize);
         Records = new RecordStore(time, options.Records);
         Bans = new PeerBans(time, options.BanBase, options.BanMax);
-        _channels = new PeerChannelPool(options.MaxMessageBytes, options.ConnectTimeout);
+        _channels = new PeerChannelPool(options.MaxMessageBytes, options.ConnectTimeout, options.MaxConnections);
         _selfInfo = new PeerInfo { PeerId = ByteString.CopyFrom(identity.PeerId.ToByteArray()), PublicKey = ByteString.CopyFrom(identity.PublicKey) };
     }
 

@@ -82,3 +82,19 @@ public sealed class RoutingTableTests
         Assert.Equal(TimeSpan.FromSeconds(2), bans.RecordFailure("a:1"));
     }
 }
+
+public sealed class PeerChannelPoolTests
+{
+    [Fact]
+    public void PoolClosesTheLeastRecentlyUsedChannelBeyondItsCap()
+    {
+        using var pool = new PeerChannelPool(1 << 20, TimeSpan.FromSeconds(1), maxChannels: 2);
+        var a = pool.Get("127.0.0.1:1001");
+        var b = pool.Get("127.0.0.1:1002");
+        Assert.Same(a, pool.Get("127.0.0.1:1001")); // a is now the most recently used
+        pool.Get("127.0.0.1:1003"); // evicts b
+        Assert.Equal(2, pool.Count);
+        Assert.Same(a, pool.Get("127.0.0.1:1001"));
+        Assert.NotSame(b, pool.Get("127.0.0.1:1002"));
+    }
+}
