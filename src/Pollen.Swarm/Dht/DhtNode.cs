@@ -123,7 +123,8 @@ public sealed partial class DhtNode : IAsyncDisposable
     /// <summary>Notes that <paramref name="contact"/> is alive; pings the oldest contact of a full bucket.</summary>
     internal void Learn(Contact contact)
     {
-        if (Routing.Touch(contact, out var oldest) == TouchResult.BucketFull && oldest is not null)
+        var touched = Routing.Touch(contact, out var oldest);
+        if (touched is (TouchResult.BucketFull or TouchResult.AddressConflict) && oldest is not null)
         {
             lock (_pingingLock)
             {
@@ -140,8 +141,13 @@ public sealed partial class DhtNode : IAsyncDisposable
     {
         try
         {
-            // a live oldest contact is touched by CallAsync; a dead one is removed, promoting the newcomer
-            await PingAsync(oldest.Address, _stopping.Token).ConfigureAwait(false);
+            // a live oldest contact is touched by CallAsync; one that is dead, or that is no longer the
+            // peer answering at its address, is removed, which promotes the newest replacement
+            var answered = await PingAsync(oldest.Address, _stopping.Token).ConfigureAwait(false);
+            if (answered?.PeerId != oldest.PeerId)
+            {
+                Routing.Remove(oldest.PeerId);
+            }
         }
         catch (OperationCanceledException)
         {

@@ -17,6 +17,11 @@ public enum TouchResult
     /// <summary>The bucket is full; the contact waits in the replacement cache and the least recently
     /// seen contact of the bucket should be pinged (and removed if it does not answer).</summary>
     BucketFull,
+
+    /// <summary>The peer is known at another address. The known address keeps its place until a ping
+    /// to it fails: a restarted peer moves after one failed ping, while someone merely claiming the
+    /// peer's id from elsewhere cannot redirect it.</summary>
+    AddressConflict,
 }
 
 /// <summary>
@@ -88,8 +93,14 @@ public sealed class RoutingTable
             var at = bucket.FindIndex(c => c.PeerId == contact.PeerId);
             if (at >= 0)
             {
+                var known = bucket[at];
+                if (known.Address != contact.Address)
+                {
+                    leastRecentlySeen = known;
+                    return TouchResult.AddressConflict;
+                }
                 bucket.RemoveAt(at);
-                bucket.Add(contact); // the address may have changed after a restart
+                bucket.Add(contact);
                 return TouchResult.Updated;
             }
             if (bucket.Count < BucketSize)

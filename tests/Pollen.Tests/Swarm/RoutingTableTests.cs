@@ -34,6 +34,24 @@ public sealed class RoutingTableTests
     }
 
     [Fact]
+    public void AKnownPeerIsNotMovedToANewAddressUntilItsOldOneFails()
+    {
+        var self = DhtId.Random();
+        var table = new RoutingTable(self, bucketSize: 3);
+        var peer = ContactAt(self, 1, 0);
+        table.Touch(peer, out _);
+        var claimed = peer with { Address = "10.6.6.6:6666" };
+        Assert.Equal(TouchResult.AddressConflict, table.Touch(claimed, out var known));
+        Assert.Equal(peer, known);
+        Assert.Equal(peer.Address, Assert.Single(table.All()).Address);
+
+        // the old address stopped answering (e.g. a restart on another port): then the new one is learned
+        table.Remove(peer.PeerId);
+        Assert.Equal(TouchResult.Added, table.Touch(claimed, out _));
+        Assert.Equal(claimed.Address, Assert.Single(table.All()).Address);
+    }
+
+    [Fact]
     public void ClosestAreOrderedByXorDistance()
     {
         var self = DhtId.Random();
