@@ -25,6 +25,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 7, Level = LogLevel.Debug, Message = "Republished {Records} records; refreshed {Buckets} buckets")]
     public static partial void Maintenance(ILogger logger, int records, int buckets);
 
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "DHT options: k={K} alpha={Alpha} rpc-timeout={RpcTimeout} refresh={Refresh} republish={Republish} max-message={MaxMessageBytes} B max-value={MaxValueBytes} B max-expiration={MaxExpiration} max-connections={MaxConnections}")]
+    public static partial void Options(ILogger logger, int k, int alpha, TimeSpan rpcTimeout, TimeSpan refresh, TimeSpan republish, int maxMessageBytes, int maxValueBytes, TimeSpan maxExpiration, int maxConnections);
+
     [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "Ignored sender with inconsistent peer info from {Address}")]
     public static partial void BadSender(ILogger logger, string address);
 }

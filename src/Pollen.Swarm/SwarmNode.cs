@@ -94,6 +94,8 @@ public sealed class SwarmNode : IAsyncDisposable
             dht.SetAddress(address);
             var logger = loggerFactory.CreateLogger<SwarmNode>();
             Log.NodeStarted(logger, dht.PeerId, bound, address);
+            Log.Options(logger, options.BucketSize, options.Alpha, options.RpcTimeout, options.RefreshInterval, options.RepublishInterval,
+                options.MaxMessageBytes, options.Records.MaxValueBytes, options.Records.MaxExpirationAhead, options.MaxConnections);
             await dht.JoinAsync([.. options.InitialPeers], cancellationToken).ConfigureAwait(false);
             dht.StartMaintenance();
             return node;

@@ -149,8 +149,9 @@ public sealed partial class DhtNode : IAsyncDisposable
                 Routing.Remove(oldest.PeerId);
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or RpcException)
         {
+            // shutting down: nothing to evict
         }
         finally
         {
@@ -204,9 +205,10 @@ public sealed partial class DhtNode : IAsyncDisposable
             Fail(address, expected, method, e.StatusCode.ToString());
             return null;
         }
-        catch (HttpRequestException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is not OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            Fail(address, expected, method, "connection failed");
+            // connection refused or reset, a channel closed by the pool, a response that does not parse
+            Fail(address, expected, method, e.GetType().Name);
             return null;
         }
     }
