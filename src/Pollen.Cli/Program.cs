@@ -9,6 +9,8 @@ var root = new RootCommand("Pollen: train and serve language models on machines 
     GenerateCommand.Create(),
     EvalCommand.Create(),
     BenchCommand.Create(),
+    DhtCommand.Create(),
+    PeersCommand.Create(),
 };
 Shutdown.Install();
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Shutdown.Token).ConfigureAwait(false);

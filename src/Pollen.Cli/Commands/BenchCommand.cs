@@ -12,7 +12,32 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks; each scenario prints one JSON object with ratios against a baseline measured in the same run.")
         {
             Model(),
+            Dht(),
         };
+        return command;
+    }
+
+    private static Command Dht()
+    {
+        var nodes = new Option<int>("--nodes") { Description = "In-process peers on loopback.", DefaultValueFactory = _ => 64 };
+        var keys = new Option<int>("--keys") { Description = "Keys stored before measuring.", DefaultValueFactory = _ => 32 };
+        var lookups = new Option<int>("--lookups") { Description = "Lookups measured per kind (value, node, ping baseline).", DefaultValueFactory = _ => 500 };
+        var json = CommonOptions.Json();
+        var command = new Command("dht", "DHT lookup latency (median, p99), hops and messages per lookup, next to a single Ping.")
+        {
+            nodes, keys, lookups, json,
+        };
+        command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
+        {
+            if (r.GetValue(nodes) < 2 || r.GetValue(keys) <= 0 || r.GetValue(lookups) <= 0)
+            {
+                throw new UsageException("--nodes must be at least 2, --keys and --lookups positive");
+            }
+            Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
+            var settings = new DhtBench.Settings(r.GetValue(nodes), r.GetValue(keys), r.GetValue(lookups));
+            CommonOptions.PrintJson(await DhtBench.RunAsync(settings, log, ct).ConfigureAwait(false));
+            return 0;
+        }));
         return command;
     }
 

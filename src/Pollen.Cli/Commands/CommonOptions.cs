@@ -55,7 +55,8 @@ internal static class CommonOptions
         }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException
             or UnauthorizedAccessException or Model.Config.ModelConfigException or Model.Checkpoints.CheckpointException
-            or Model.Tokenizers.TokenizerException or Training.Data.DataException)
+            or Model.Tokenizers.TokenizerException or Training.Data.DataException
+            or Swarm.SwarmUnavailableException or Swarm.Records.RecordValidationException)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}").ConfigureAwait(false);
             return 1;
