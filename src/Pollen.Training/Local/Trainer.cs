@@ -101,10 +101,31 @@ public sealed class Trainer : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var startStep = Step;
-        long tokensPerStep = (long)_options.BatchSize * _data.SeqLen;
+        var lastLoss = RunUntil(_options.Steps, cancellationToken);
+        _lastValLoss ??= Evaluate();
+        SaveCheckpoint();
+        var total = clock.Elapsed;
+        return new TrainResult(Step, _recentLosses.Count > 0 ? _recentLosses.Average() : lastLoss, _lastValLoss.Value,
+            (Step - startStep) * TokensPerStep / Math.Max(total.TotalSeconds, 1e-9), total, _outDir);
+    }
+
+    /// <summary>Tokens consumed by one step.</summary>
+    public long TokensPerStep => (long)_options.BatchSize * _data.SeqLen;
+
+    /// <summary>
+    /// Takes optimizer steps until <see cref="Step"/> reaches <paramref name="targetStep"/> (at most
+    /// <see cref="TrainerOptions.Steps"/>), with the periodic evaluations and checkpoints of the options
+    /// but no final ones; returns the last step's loss. Collaborative training calls it once per round.
+    /// </summary>
+    public double RunUntil(long targetStep, CancellationToken cancellationToken = default)
+    {
+        targetStep = Math.Min(targetStep, _options.Steps);
+        var clock = Stopwatch.StartNew();
+        var startStep = Step;
+        var tokensPerStep = TokensPerStep;
         _model.train();
         double lastLoss = double.NaN;
-        while (Step < _options.Steps && !cancellationToken.IsCancellationRequested)
+        while (Step < targetStep && !cancellationToken.IsCancellationRequested)
         {
             var lr = _schedule.At(Step);
             var (loss, gradNorm) = TrainStep(lr);
@@ -143,11 +164,7 @@ public sealed class Trainer : IDisposable
                 SaveCheckpoint();
             }
         }
-        _lastValLoss ??= Evaluate();
-        SaveCheckpoint();
-        var total = clock.Elapsed;
-        return new TrainResult(Step, _recentLosses.Count > 0 ? _recentLosses.Average() : lastLoss, _lastValLoss.Value,
-            (Step - startStep) * tokensPerStep / Math.Max(total.TotalSeconds, 1e-9), total, _outDir);
+        return lastLoss;
     }
 
     /// <summary>One optimizer step on the batch of the current step; returns (loss, gradient norm before clipping).</summary>
