@@ -12,6 +12,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks; each scenario prints one JSON object with ratios against a baseline measured in the same run.")
         {
             Model(),
+            TrainSwarm(),
             Dht(),
         };
         return command;
@@ -37,6 +38,33 @@ internal static class BenchCommand
             var settings = new DhtBench.Settings(r.GetValue(nodes), r.GetValue(keys), r.GetValue(lookups));
             CommonOptions.PrintJson(await DhtBench.RunAsync(settings, log, ct).ConfigureAwait(false));
             return 0;
+        }));
+        return command;
+    }
+
+    private static Command TrainSwarm()
+    {
+        var peers = new Option<int>("--peers") { Description = "Peers k.", DefaultValueFactory = _ => 4 };
+        var rounds = new Option<int>("--rounds") { Description = "DiLoCo rounds R (the baseline takes R·H steps at batch k·B).", DefaultValueFactory = _ => 10 };
+        var innerSteps = new Option<int>("--inner-steps") { Description = "Local steps per round H.", DefaultValueFactory = _ => 50 };
+        var batch = new Option<int>("--batch-size") { Description = "Per-peer batch B.", DefaultValueFactory = _ => 16 };
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var command = new Command("train-swarm", "Synchronous data-parallel baseline vs DiLoCo (f32 and int8 parts) at equal tokens, peers in one process: validation loss and bytes per peer.")
+        {
+            peers, rounds, innerSteps, batch, threads, json,
+        };
+        command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            if (r.GetValue(peers) < 1 || r.GetValue(rounds) < 1 || r.GetValue(innerSteps) < 1 || r.GetValue(batch) < 1)
+            {
+                throw new UsageException("--peers, --rounds, --inner-steps and --batch-size must be positive");
+            }
+            Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
+            var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch));
+            CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, ct));
+            return Task.FromResult(0);
         }));
         return command;
     }

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Pollen.Model.Config;
+using Pollen.Model.Llama;
+using Pollen.Model.Tokenizers;
+using Pollen.Training.Collaborative;
+using Pollen.Training.Data;
+using Pollen.Training.Local;
+using static TorchSharp.torch;
+
+namespace Pollen.Bench;
+
+/// <summary>
+/// <c>pollen bench train-swarm</c>, in-process form: k peers in one process, each on its own shard,
+/// compared at equal tokens against the synchronous data-parallel baseline (gradients averaged every
+/// step — computed exactly as one model at batch k·B). Parts pass through the real wire codec and
+/// aggregation; bytes per peer are those a butterfly all-reduce sends, 2·(k−1)/k of an encoded vector
+/// per exchange (the networked form of this benchmark measures them on the wire).
+/// </summary>
+public static class TrainSwarmBench
+{
+    /// <summary>Settings.</summary>
+    /// <param name="Peers">k.</param>
+    /// <param name="Rounds">DiLoCo rounds R; the baseline takes R·H steps.</param>
+    /// <param name="InnerSteps">H.</param>
+    /// <param name="BatchSize">Per-peer batch B.</param>
+    /// <param name="SeqLen">Tokens per sequence.</param>
+    public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128);
+
+    /// <summary>Runs the baseline and DiLoCo with f32 and int8 parts; returns the scenario's JSON.</summary>
+    public static JsonObject Run(Settings s, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        var config = ModelPresets.Get("dev");
+        var data = TokenDataset.FromDocuments(SyntheticCorpus.Stories(1234, 4L * 1024 * 1024), ByteTokenizer.Instance, s.SeqLen, seed: 0);
+        var totalSteps = s.Rounds * s.InnerSteps;
+        var inner = new TrainerOptions { Steps = totalSteps, BatchSize = s.BatchSize, EvalEvery = int.MaxValue, EvalBatches = 32, CheckpointEvery = 0 };
+        long parameters = config.ParameterCount();
+
+        var clock = Stopwatch.StartNew();
+        double baselineLoss;
+        using (var model = new Transformer(config, seed: 0))
+        using (var trainer = new Trainer(model, data, inner with { BatchSize = s.BatchSize * s.Peers }, outDir: null))
+        {
+            trainer.RunUntil(totalSteps, cancellationToken);
+            baselineLoss = trainer.Evaluate();
+        }
+        var baselineBytes = (long)(2.0 * (s.Peers - 1) / s.Peers * parameters * 4 * totalSteps);
+        log?.Invoke($"synchronous baseline: val loss {baselineLoss:F4}, {baselineBytes / 1e6:F1} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
+
+        var result = new JsonObject
+        {
+            ["scenario"] = "train-swarm-inprocess",
+            ["peers"] = s.Peers,
+            ["parameters"] = parameters,
+            ["tokens"] = (long)totalSteps * s.BatchSize * s.Peers * s.SeqLen,
+            ["inner_steps"] = s.InnerSteps,
+            ["rounds"] = s.Rounds,
+            ["baseline_val_loss"] = Math.Round(baselineLoss, 5),
+            ["baseline_bytes_per_peer"] = baselineBytes,
+        };
+        foreach (var compression in new[] { DeltaCompression.F32, DeltaCompression.Int8 })
+        {
+            clock.Restart();
+            var (loss, bytes) = Diloco(config, data, inner, s, compression, cancellationToken);
+            var name = compression.ToString().ToLowerInvariant();
+            log?.Invoke($"DiLoCo H={s.InnerSteps} {name}: val loss {loss:F4}, {bytes / 1e6:F2} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
+            result[$"diloco_{name}_val_loss"] = Math.Round(loss, 5);
+            result[$"diloco_{name}_bytes_per_peer"] = bytes;
+            result[$"diloco_{name}_loss_ratio"] = Math.Round(loss / baselineLoss, 4);
+            result[$"diloco_{name}_bytes_reduction"] = Math.Round((double)baselineBytes / bytes, 1);
+        }
+        return result;
+    }
+
+    private static (double Loss, long BytesPerPeer) Diloco(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s, DeltaCompression compression, CancellationToken cancellationToken)
+    {
+        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression };
+        var models = Enumerable.Range(0, s.Peers).Select(_ => new Transformer(config, seed: 0)).ToArray();
+        var peers = models.Select((m, k) => new DilocoPeer(m, data.Shard(k, s.Peers), inner, options)).ToArray();
+        try
+        {
+            for (var round = 0; round < s.Rounds; round++)
+            {
+                using var scope = NewDisposeScope();
+                var parts = peers.Select(p => DeltaCodec.Decode(DeltaCodec.Encode(p.InnerRound(cancellationToken), compression), compression, p.Length)).ToArray();
+                var combined = Aggregator.Combine(parts, options.Aggregation);
+                foreach (var peer in peers)
+                {
+                    peer.ApplyOuter(combined);
+                }
+            }
+            var bytes = (long)(2.0 * (s.Peers - 1) / s.Peers * DeltaCodec.EncodedSize(peers[0].Length, compression) * s.Rounds);
+            return (peers[0].Evaluate(), bytes);
+        }
+        finally
+        {
+            foreach (var p in peers)
+            {
+                p.Dispose();
+            }
+            foreach (var m in models)
+            {
+                m.Dispose();
+            }
+        }
+    }
+}
