@@ -55,6 +55,7 @@ public static class ModelBench
             ["preset"] = preset,
             ["parameters"] = config.ParameterCount(),
             ["threads"] = get_num_threads(),
+            ["mkl_vendor_fix"] = Pollen.Model.Runtime.TorchRuntime.MklDispatchStatus,
             ["batch_size"] = s.BatchSize,
             ["seq_len"] = seqLen,
             ["train_tokens_per_s"] = Math.Round(trainer, 1),
@@ -94,8 +95,10 @@ public static class ModelBench
         {
             ["scenario"] = "model-checkpoint",
             ["model"] = directory,
+            ["dtype"] = model.Dtype.ToString().ToLowerInvariant(),
             ["parameters"] = model.parameters().Sum(p => p.numel()),
             ["threads"] = get_num_threads(),
+            ["mkl_vendor_fix"] = Pollen.Model.Runtime.TorchRuntime.MklDispatchStatus,
             ["prompt_tokens"] = promptTokens,
             ["prompt_tokens_per_s"] = Math.Round(prefill, 1),
             ["generate_tokens_per_s"] = Math.Round(generate, 2),
@@ -104,13 +107,92 @@ public static class ModelBench
         };
     }
 
+    /// <summary>
+    /// Aggregate decode throughput of <paramref name="sessions"/> concurrent sessions stepped together with
+    /// <see cref="Block.ForwardSessions"/> against the same sessions stepped one after another.
+    /// </summary>
+    public static JsonObject RunSessions(string preset, int sessions, int steps, int repeats, Action<string>? log = null)
+    {
+        var config = ModelPresets.Get(preset);
+        manual_seed(0);
+        using var model = new Transformer(config);
+        model.eval();
+        using var noGrad = no_grad();
+        var caches = Enumerable.Range(0, sessions).Select(_ => new KvCache(config.MaxPositionEmbeddings)).ToArray();
+        try
+        {
+            for (var i = 0; i < sessions; i++)
+            {
+                // sessions of different lengths, as a server sees them
+                using var scope = NewDisposeScope();
+                var length = 16 + (8 * i);
+                var h = model.Embed(randint(0, 256, [1, length]));
+                var positions = Transformer.DefaultPositions(1, length);
+                foreach (var block in model.Blocks)
+                {
+                    h = block.forward(h, positions, caches[i]);
+                }
+            }
+            double Step(bool together)
+            {
+                var clock = Stopwatch.StartNew();
+                for (var s = 0; s < steps; s++)
+                {
+                    using var scope = NewDisposeScope();
+                    var h = model.Embed(randint(0, 256, [sessions, 1])); // (N, 1, C)
+                    if (together)
+                    {
+                        var positions = cat(caches.Select(c => Transformer.DefaultPositions(1, 1, c.Length)).ToArray(), 0);
+                        foreach (var block in model.Blocks)
+                        {
+                            h = block.ForwardSessions(h, positions, caches);
+                        }
+                        _ = model.Head(h).argmax(-1).sum().item<long>();
+                        continue;
+                    }
+                    for (var i = 0; i < sessions; i++)
+                    {
+                        var row = h.narrow(0, i, 1);
+                        var positions = Transformer.DefaultPositions(1, 1, caches[i].Length);
+                        foreach (var block in model.Blocks)
+                        {
+                            row = block.forward(row, positions, caches[i]);
+                        }
+                        _ = model.Head(row).argmax(-1).item<long>();
+                    }
+                }
+                return (double)steps * sessions / clock.Elapsed.TotalSeconds;
+            }
+            var (batched, sequential) = Interleaved(repeats, () => Step(true), () => Step(false));
+            log?.Invoke($"{preset}: {sessions} sessions batched {batched:F0} tokens/s, one by one {sequential:F0} tokens/s");
+            return new JsonObject
+            {
+                ["scenario"] = "model-sessions",
+                ["preset"] = preset,
+                ["sessions"] = sessions,
+                ["threads"] = get_num_threads(),
+                ["batched_tokens_per_s"] = Math.Round(batched, 1),
+                ["sequential_tokens_per_s"] = Math.Round(sequential, 1),
+                ["batched_ratio"] = Math.Round(batched / sequential, 3),
+            };
+        }
+        finally
+        {
+            foreach (var cache in caches)
+            {
+                cache.Dispose();
+            }
+        }
+    }
+
     private static double TrainerTokensPerSecond(ModelConfig config, TokenDataset data, Settings s, long tokensPerStep)
     {
         manual_seed(0);
         using var model = new Transformer(config);
         var options = new TrainerOptions
         {
-            Steps = s.TrainSteps + 1,
+            // one warm-up step, the measured steps, and one more whose final evaluation is not timed
+            Steps = s.TrainSteps + 2,
             BatchSize = s.BatchSize,
             EvalEvery = int.MaxValue,
             EvalBatches = 1,
@@ -124,7 +206,7 @@ public static class ModelBench
             {
                 clock.Start(); // step 1 is warm-up
             }
-            else if (p.Step == options.Steps)
+            else if (p.Step == s.TrainSteps + 1)
             {
                 clock.Stop();
             }

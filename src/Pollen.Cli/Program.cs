@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Pollen.Cli;
 using Pollen.Cli.Commands;
 
 var root = new RootCommand("Pollen: train and serve language models on machines that volunteers contribute.")
@@ -11,4 +12,5 @@ var root = new RootCommand("Pollen: train and serve language models on machines 
     DhtCommand.Create(),
     PeersCommand.Create(),
 };
-return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+Shutdown.Install();
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Shutdown.Token).ConfigureAwait(false);

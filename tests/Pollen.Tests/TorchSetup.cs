@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using TorchSharp;
+using Pollen.Model.Runtime;
 
 namespace Pollen.Tests;
 
@@ -7,5 +7,5 @@ namespace Pollen.Tests;
 internal static class TorchSetup
 {
     [ModuleInitializer]
-    internal static void Initialize() => torch.set_num_threads(1);
+    internal static void Initialize() => TorchRuntime.Initialize(1);
 }

@@ -51,9 +51,10 @@ internal static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Measurements per loop, interleaved with the baseline (the median is reported).", DefaultValueFactory = _ => 5 };
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
+        var dtype = ModelLoading.DtypeOption();
         var command = new Command("model", "Training and generation tokens/s of the presets, next to a bare TorchSharp loop over the same model.")
         {
-            presets, model, steps, tokens, promptTokens, repeats, threads, json,
+            presets, model, dtype, steps, tokens, promptTokens, repeats, threads, json,
         };
         command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
         {
@@ -65,7 +66,7 @@ internal static class BenchCommand
             }
             if (r.GetValue(model) is string dir)
             {
-                var (lm, _) = ModelLoading.Load(dir);
+                var (lm, _) = ModelLoading.Load(dir, ModelLoading.ParseDtype(r.GetValue(dtype)));
                 using var owned = lm;
                 CommonOptions.PrintJson(ModelBench.RunCheckpoint(lm, dir, r.GetValue(promptTokens), r.GetValue(tokens), r.GetValue(repeats), log));
                 return Task.FromResult(0);
@@ -79,6 +80,8 @@ internal static class BenchCommand
                 }
                 ct.ThrowIfCancellationRequested();
                 CommonOptions.PrintJson(ModelBench.RunPreset(preset, settings, log));
+                ct.ThrowIfCancellationRequested();
+                CommonOptions.PrintJson(ModelBench.RunSessions(preset, sessions: 8, steps: 10, settings.Repeats, log));
             }
             return Task.FromResult(0);
         }));

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
-using TorchSharp;
 
 namespace Pollen.Cli.Commands;
 
@@ -31,7 +30,7 @@ internal static class CommonOptions
         {
             throw new UsageException($"--threads must be positive (got {threads})");
         }
-        torch.set_num_threads(threads);
+        Model.Runtime.TorchRuntime.Initialize(threads);
     }
 
     /// <summary>Writes the final JSON object on one line.</summary>

@@ -19,16 +19,17 @@ internal static class GenerateCommand
         var sampling = new SamplingOptions();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
+        var dtype = ModelLoading.DtypeOption();
         var command = new Command("generate", "Generate text from a local checkpoint, streaming tokens as they are produced.")
         {
-            model, prompt, promptIds, threads, json,
+            model, prompt, promptIds, dtype, threads, json,
         };
         sampling.AddTo(command);
         command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var options = sampling.Read(r);
-            var (lm, tokenizer) = ModelLoading.Load(r.GetValue(model));
+            var (lm, tokenizer) = ModelLoading.Load(r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)));
             using var _ = lm;
             var ids = PromptIds(r.GetValue(prompt), r.GetValue(promptIds), tokenizer);
             var result = await StreamAsync(lm, tokenizer, ids, options, Console.Out, ct).ConfigureAwait(false);

@@ -37,7 +37,7 @@ internal static class TrainCommand
             {
                 CommonOptions.PrintJson(TrainJob.ToJson(result, unigram));
             }
-            return Task.FromResult(0);
+            return Task.FromResult(result.Steps < settings.Steps ? 130 : 0);
         }));
         return command;
     }

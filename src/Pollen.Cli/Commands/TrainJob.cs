@@ -64,6 +64,10 @@ internal static class TrainJob
         }
         TokenizerLoader.SaveByteTokenizer(s.Out);
         var result = RunWithProgress(trainer, options, log, s.Json, cancellationToken);
+        if (result.Steps < s.Steps)
+        {
+            log.WriteLine($"stopped at step {result.Steps} of {s.Steps}; the checkpoint in {s.Out} is saved — continue with the same command plus --resume");
+        }
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"done: step {result.Steps}, train loss {result.TrainLoss:F3}, validation loss {result.ValLoss:F3} (unigram baseline {unigramLoss:F3}), {result.TokensPerSecond:F0} tokens/s, {result.Elapsed.TotalSeconds:F0} s; checkpoint in {s.Out}"));
         return result;

@@ -125,7 +125,8 @@ public static class TextGenerator
 
     private static float[] ToArray(Tensor row)
     {
-        using var flat = row.to(float32).contiguous().reshape(-1);
+        using var scope = NewDisposeScope(); // .to/.contiguous may each return a new handle
+        var flat = row.to(float32).contiguous().reshape(-1);
         return MemoryMarshal.Cast<byte, float>(flat.bytes).ToArray();
     }
 }

@@ -25,7 +25,7 @@ public sealed class Attention : AttentionBase
     }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x, Tensor positions, LayerKvCache? cache)
+    protected override (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor positions)
     {
         long b = x.shape[0], t = x.shape[1];
         int hq = Config.NumAttentionHeads, hkv = Config.NumKeyValueHeads, d = Config.HeadDim;
@@ -38,13 +38,13 @@ public sealed class Attention : AttentionBase
             q = RotaryEmbedding.Apply(q, cos, sin);
             k = RotaryEmbedding.Apply(k, cos, sin);
         }
-        var keyPositions = positions;
-        if (cache is not null)
-        {
-            (k, v, keyPositions) = cache.Append(k, v, positions); // (B, Hkv, S, D)
-        }
-        var mask = Mask(positions, keyPositions, cache is not null, out var isCausal);
-        var y = Sdpa(q, RepeatKv(k), RepeatKv(v), mask, isCausal); // (B, Hq, T, D)
-        return o_proj.forward(y.transpose(1, 2).reshape(b, t, hq * d)); // (B, T, C)
+        return (q, k, v);
     }
+
+    /// <inheritdoc/>
+    protected override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, bool isCausal) => Sdpa(q, k, v, mask, isCausal);
+
+    /// <inheritdoc/>
+    protected override Tensor Output(Tensor heads) =>
+        o_proj.forward(heads.transpose(1, 2).reshape(heads.shape[0], heads.shape[2], -1)); // (B, T, C)
 }

@@ -34,7 +34,50 @@ public abstract class AttentionBase : nn.Module
     protected RotaryEmbedding? Rope { get; }
 
     /// <summary>Runs attention; see the class summary.</summary>
-    public abstract Tensor Forward(Tensor x, Tensor positions, LayerKvCache? cache);
+    public Tensor Forward(Tensor x, Tensor positions, LayerKvCache? cache)
+    {
+        var (q, k, v) = Project(x, positions);
+        var keyPositions = positions;
+        if (cache is not null)
+        {
+            (k, v, keyPositions) = cache.Append(k, v, positions); // (B, Hkv, S, ·)
+        }
+        var mask = Mask(positions, keyPositions, cache is not null, out var isCausal);
+        return Output(Attend(q, RepeatKv(k), RepeatKv(v), mask, isCausal)); // (B, T, C)
+    }
+
+    /// <summary>
+    /// Runs one step for N independent sessions at once: row i of <paramref name="x"/> (N, T, C) and
+    /// <paramref name="positions"/> (N, T) belongs to the session whose cache is <paramref name="caches"/>[i].
+    /// Projections (most of the work) run batched; attention runs per session over its own cache, so
+    /// sessions of different lengths share a forward. Equal to N separate <see cref="Forward"/> calls.
+    /// </summary>
+    public Tensor ForwardSessions(Tensor x, Tensor positions, IReadOnlyList<LayerKvCache> caches)
+    {
+        if (caches.Count != x.shape[0])
+        {
+            throw new ArgumentException($"{caches.Count} caches for a batch of {x.shape[0]} sessions", nameof(caches));
+        }
+        var (q, k, v) = Project(x, positions);
+        var rows = new Tensor[caches.Count];
+        for (var i = 0; i < rows.Length; i++)
+        {
+            var rowPositions = positions.narrow(0, i, 1);
+            var (ki, vi, keyPositions) = caches[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1), rowPositions);
+            var mask = Mask(rowPositions, keyPositions, cached: true, out var isCausal);
+            rows[i] = Attend(q.narrow(0, i, 1), RepeatKv(ki), RepeatKv(vi), mask, isCausal); // (1, Hq, T, D)
+        }
+        return Output(cat(rows, 0)); // (N, T, C)
+    }
+
+    /// <summary>Queries (B, Hq, T, ·), keys (B, Hkv, T, ·) and values (B, Hkv, T, D), positions applied.</summary>
+    protected abstract (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor positions);
+
+    /// <summary>Attention of queries over (already repeated) keys and values → (B, Hq, T, D).</summary>
+    protected abstract Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, bool isCausal);
+
+    /// <summary>Heads (B, Hq, T, D) → output projection (B, T, C).</summary>
+    protected abstract Tensor Output(Tensor heads);
 
     /// <summary>
     /// The attention mask for queries at <paramref name="queryPositions"/> (B, T) over keys at

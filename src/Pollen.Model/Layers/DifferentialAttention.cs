@@ -50,7 +50,7 @@ public sealed class DifferentialAttention : AttentionBase
     public static double LambdaInit(int layerIndex) => 0.8 - (0.6 * Math.Exp(-0.3 * layerIndex));
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x, Tensor positions, LayerKvCache? cache)
+    protected override (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor positions)
     {
         long b = x.shape[0], t = x.shape[1];
         int hq = Config.NumAttentionHeads, hkv = Config.NumKeyValueHeads, d = Config.HeadDim, half = d / 2;
@@ -64,18 +64,20 @@ public sealed class DifferentialAttention : AttentionBase
             q = cat([RotaryEmbedding.Apply(q.narrow(-1, 0, half), cos, sin), RotaryEmbedding.Apply(q.narrow(-1, half, half), cos, sin)], -1);
             k = cat([RotaryEmbedding.Apply(k.narrow(-1, 0, half), cos, sin), RotaryEmbedding.Apply(k.narrow(-1, half, half), cos, sin)], -1);
         }
-        var keyPositions = positions;
-        if (cache is not null)
-        {
-            (k, v, keyPositions) = cache.Append(k, v, positions); // (B, Hkv, S, D)
-        }
-        var mask = Mask(positions, keyPositions, cache is not null, out var isCausal);
-        k = RepeatKv(k);
-        v = RepeatKv(v);
-        var a = Sdpa(q.narrow(-1, 0, half), k.narrow(-1, 0, half), v, mask, isCausal);       // (B, Hq, T, D)
-        var bMap = Sdpa(q.narrow(-1, half, half), k.narrow(-1, half, half), v, mask, isCausal); // (B, Hq, T, D)
-        var lambda = exp((lambda_q1 * lambda_k1).sum()) - exp((lambda_q2 * lambda_k2).sum()) + _lambdaInit;
-        var y = subln.forward(a - (lambda.to(a.dtype) * bMap)) * (1 - _lambdaInit); // per-head norm
-        return o_proj.forward(y.transpose(1, 2).reshape(b, t, hq * d)); // (B, T, C)
+        return (q, k, v);
     }
+
+    /// <inheritdoc/>
+    protected override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, bool isCausal)
+    {
+        var half = Config.HeadDim / 2;
+        var a = Sdpa(q.narrow(-1, 0, half), k.narrow(-1, 0, half), v, mask, isCausal);       // (B, Hq, T, D)
+        var b = Sdpa(q.narrow(-1, half, half), k.narrow(-1, half, half), v, mask, isCausal); // (B, Hq, T, D)
+        var lambda = exp((lambda_q1 * lambda_k1).sum()) - exp((lambda_q2 * lambda_k2).sum()) + _lambdaInit;
+        return subln.forward(a - (lambda.to(a.dtype) * b)) * (1 - _lambdaInit); // per-head norm
+    }
+
+    /// <inheritdoc/>
+    protected override Tensor Output(Tensor heads) =>
+        o_proj.forward(heads.transpose(1, 2).reshape(heads.shape[0], heads.shape[2], -1)); // (B, T, C)
 }

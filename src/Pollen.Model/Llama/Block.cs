@@ -54,4 +54,17 @@ public sealed class Block : nn.Module
         var h = hidden + self_attn.Forward(input_layernorm.forward(hidden), positions, cache?.Layer(LayerIndex)); // (B, T, C)
         return h + mlp.forward(post_attention_layernorm.forward(h)); // (B, T, C)
     }
+
+    /// <summary>
+    /// One step for N sessions at once: row i of <paramref name="hidden"/> (N, T, C) and
+    /// <paramref name="positions"/> (N, T) continues the session cached in <paramref name="caches"/>[i].
+    /// The projections and the MLP see all rows together (the weights are read once), attention runs
+    /// per session; the result equals N separate calls of <see cref="forward"/>.
+    /// </summary>
+    public Tensor ForwardSessions(Tensor hidden, Tensor positions, IReadOnlyList<KvCache> caches)
+    {
+        var layers = caches.Select(c => c.Layer(LayerIndex)).ToArray();
+        var h = hidden + self_attn.ForwardSessions(input_layernorm.forward(hidden), positions, layers); // (N, T, C)
+        return h + mlp.forward(post_attention_layernorm.forward(h)); // (N, T, C)
+    }
 }

@@ -44,6 +44,9 @@ public sealed class Transformer : nn.Module, ICausalLM
     /// <inheritdoc/>
     public ModelConfig Config { get; }
 
+    /// <summary>The dtype of the weights (float32 unless converted, e.g. by <c>ModelCheckpoint.Load</c>).</summary>
+    public ScalarType Dtype => model.embed_tokens.weight!.dtype;
+
     /// <summary>The blocks, in order.</summary>
     public IReadOnlyList<Block> Blocks => _blocks;
 

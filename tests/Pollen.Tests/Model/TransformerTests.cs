@@ -90,6 +90,50 @@ public class TransformerTests
         Assert.True((model.Head(h) - model.forward(ids)).abs().max().item<float>() < 1e-6);
     }
 
+    [Theory]
+    [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
+    public void BatchedStepOverSessionsOfDifferentLengthsEqualsSeparateSteps(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(name);
+        using var noGrad = no_grad();
+        int[] lengths = [3, 7, 5];
+        var batched = lengths.Select(_ => new KvCache(32)).ToArray();
+        var separate = lengths.Select(_ => new KvCache(32)).ToArray();
+        try
+        {
+            var block = model.Blocks[1];
+            var prefixes = lengths.Select((n, i) => model.Embed(RandomIds(1, n, model.Config.VocabSize, 10 + i))).ToArray();
+            for (var i = 0; i < lengths.Length; i++)
+            {
+                var pos = Transformer.DefaultPositions(1, lengths[i]);
+                block.forward(prefixes[i], pos, batched[i]);
+                block.forward(prefixes[i], pos, separate[i]);
+            }
+            // two more steps: one token each, then two tokens each
+            foreach (var t in new[] { 1, 2 })
+            {
+                var step = model.Embed(RandomIds(lengths.Length, t, model.Config.VocabSize, 20 + t)); // (N, T, C)
+                var positions = cat(lengths.Select((n, i) => Transformer.DefaultPositions(1, t, batched[i].Length)).ToArray(), 0);
+                var together = block.ForwardSessions(step, positions, batched);
+                for (var i = 0; i < lengths.Length; i++)
+                {
+                    var alone = block.forward(step.narrow(0, i, 1), positions.narrow(0, i, 1), separate[i]);
+                    var diff = (together.narrow(0, i, 1) - alone).abs().max().item<float>();
+                    Assert.True(diff < 1e-5, $"session {i}, step of {t}: batched differs from separate by {diff}");
+                }
+            }
+            Assert.Equal([6, 10, 8], batched.Select(c => c.Length));
+        }
+        finally
+        {
+            foreach (var c in batched.Concat(separate))
+            {
+                c.Dispose();
+            }
+        }
+    }
+
     [Fact]
     public void CausalityHoldsFutureTokensDoNotChangePastLogits()
     {

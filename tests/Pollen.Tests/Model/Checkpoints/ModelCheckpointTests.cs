@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Pollen.Model.Checkpoints;
 using Pollen.Model.Config;
 using Pollen.Model.Generation;
@@ -104,31 +103,15 @@ public class ModelCheckpointTests
     {
         using var files = new CheckpointTestFiles();
         using var scope = NewDisposeScope();
-        var config = new ModelConfig
+        var config = HfLlamaLayout.SmallLlama(vocabSize: 50, context: 64, bos: 1, 48, 49) with
         {
-            HiddenSize = 32,
-            NumHiddenLayers = 2,
-            NumAttentionHeads = 4,
-            NumKeyValueHeads = 2,
-            HeadDim = 8,
-            IntermediateSize = 64,
-            VocabSize = 50,
-            MaxPositionEmbeddings = 64,
-            EosTokenIds = [48, 49],
-            BosTokenId = 1,
             RopeScaling = new RopeScaling { Type = "llama3", Factor = 8, OriginalMaxPositionEmbeddings = 32 },
         };
         manual_seed(3);
         using var reference = new Transformer(config);
         reference.eval();
         var bf16 = reference.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(bfloat16));
-        var json = JsonNode.Parse(config.ToJson())!.AsObject();
-        json.Remove("pollen_position_encoding");
-        json.Remove("pollen_attention");
-        json.Remove("head_dim");
-        json["architectures"] = new JsonArray("LlamaForCausalLM");
-        json["torch_dtype"] = "bfloat16";
-        File.WriteAllText(Path.Combine(files.Directory, "config.json"), json.ToJsonString());
+        HfLlamaLayout.WriteConfig(files.Directory, config);
         var first = bf16.Where(kv => !kv.Key.StartsWith("model.layers.1.", StringComparison.Ordinal) && kv.Key != "lm_head.weight").ToDictionary();
         var second = bf16.Where(kv => !first.ContainsKey(kv.Key)).ToDictionary();
         second["model.layers.1.self_attn.rotary_emb.inv_freq"] = ones([4]);

@@ -10,7 +10,6 @@ public sealed class TokenDatasetTests
 {
     private const int SeqLen = 10;
 
-    public TokenDatasetTests() => torch.set_num_threads(1);
 
     // Token i has value i, so a row's first input token / SeqLen is its sequence id.
     private static TokenDataset Counting(int tokens = (100 * SeqLen) + 1, double validationFraction = 0.05, int seed = 0) =>
