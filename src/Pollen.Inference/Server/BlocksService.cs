@@ -8,8 +8,9 @@ namespace Pollen.Inference.Server;
 /// The gRPC face of a <see cref="BlockServer"/>. One inference stream is one session: it is opened by
 /// the first message, and closed (its cache freed) by a close message, the end of the stream, a broken
 /// connection or the idle timeout — whichever comes first, so a client that vanishes never leaks a
-/// session. Errors other than <see cref="RpcException"/> become INTERNAL with a fixed message; details
-/// go to the log only.
+/// session. A refused or failed step ends the stream and with it the session: the client cannot know
+/// what state a half-applied step left, so it reopens (here or elsewhere) and replays. Errors other than
+/// <see cref="RpcException"/> become INTERNAL with a fixed message; details go to the log only.
 /// </summary>
 internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> logger) : Blocks.BlocksBase
 {

@@ -12,6 +12,7 @@ using WireTensor = Pollen.Swarm.Protos.Tensor;
 
 namespace Pollen.Tests.Inference;
 
+[Collection(nameof(InferenceSerial))]
 public class BlockServerValidationTests
 {
     private static readonly Pollen.Model.Config.ModelConfig Config = ModelTestConfigs.Tiny();
@@ -101,14 +102,20 @@ public class BlockServerValidationTests
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 3)], options, time);
         var server = swarm.Hosts[0]!.Server;
         using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
-        await using var span = await RemoteSpan.OpenAsync(channel, swarm.Spans[0], 0, 3, 64, 1, new SwarmModelOptions(), Ct);
-        await span.StepAsync(Hidden(1, 2, Config.HiddenSize), Positions(1, 2), Ct);
+        var client = new Blocks.BlocksClient(channel);
+        using var call = client.Inference(deadline: Deadline, cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(Open(64), Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        await call.RequestStream.WriteAsync(new InferenceRequest { Step = new InferenceStep { Hidden = Hidden(1, 2, Config.HiddenSize), Positions = Positions(1, 2) } }, Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
         time.Advance(TimeSpan.FromSeconds(50));
         Assert.Equal(1, server.SessionCount); // used 50 s ago: still open
         time.Advance(TimeSpan.FromSeconds(30));
         Assert.Equal(0, server.SessionCount);
         Assert.Equal(64, server.FreeCacheTokens);
-        var e = await Assert.ThrowsAsync<RpcException>(() => span.StepAsync(Hidden(1, 1, Config.HiddenSize), Positions(1, 1, 2), Ct));
+        // the server ends the stream with a status saying why (read before writing again: a write racing
+        // the stream's reset would only see CANCELLED)
+        var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Ct));
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
     }
 

@@ -9,6 +9,13 @@ using static TorchSharp.torch;
 namespace Pollen.Tests.Inference;
 
 /// <summary>
+/// Inference tests draw models from torch's global generator and start servers; they run alone so they
+/// cannot perturb tests that check seeded determinism (and are not slowed down by them).
+/// </summary>
+[CollectionDefinition(nameof(InferenceSerial), DisableParallelization = true)]
+public sealed class InferenceSerial;
+
+/// <summary>
 /// A model saved to a temporary checkpoint, the same model loaded locally as the reference, and block
 /// servers on 127.0.0.1 (ephemeral ports), each loading only its span from the checkpoint.
 /// </summary>

@@ -10,6 +10,7 @@ using WireTensor = Pollen.Swarm.Protos.Tensor;
 
 namespace Pollen.Tests.Inference;
 
+[Collection(nameof(InferenceSerial))]
 public class RemoteBlockParityTests
 {
     private const double Atol = 1e-5;

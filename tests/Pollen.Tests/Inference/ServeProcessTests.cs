@@ -8,6 +8,7 @@ using Pollen.Tests.Model;
 namespace Pollen.Tests.Inference;
 
 /// <summary>Separate <c>pollen serve</c> processes: a generation survives one of them being SIGKILLed.</summary>
+[Collection(nameof(InferenceSerial))]
 public sealed class ServeProcessTests : IDisposable
 {
     private readonly List<Process> _processes = [];
@@ -54,6 +55,13 @@ public sealed class ServeProcessTests : IDisposable
         Assert.True(model.Bans.IsBanned(spans[0].Address));
         Assert.False(_processes[1].HasExited);
         Assert.False(_processes[2].HasExited);
+
+        // the command line through the surviving servers
+        var cli = await PollenProcess.RunAsync("generate", "--model", swarm.Directory, "--servers", spans[2].ToString(), spans[1].ToString(),
+            "--prompt-ids", string.Join(',', prompt), "--temperature", "0", "--max-new-tokens", "30", "--json");
+        Assert.True(cli.ExitCode == 0, cli.Stderr);
+        var localDefaults = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, new GenerationOptions { MaxNewTokens = 30 }, TestContext.Current.CancellationToken);
+        Assert.Equal(localDefaults.Ids, cli.Json["ids"]!.AsArray().Select(i => (int)i!));
     }
 
     private async Task<ServerSpan> StartServeAsync(string directory, string blocks)
