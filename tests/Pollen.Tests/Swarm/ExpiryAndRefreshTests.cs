@@ -64,6 +64,33 @@ public sealed class ExpiryAndRefreshTests
     }
 
     [Fact]
+    public async Task BucketRefreshFillsEveryBucketAsFarAsTheSwarmAllows()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        const int k = 4;
+        // small buckets, so that joining alone leaves the far buckets short of what the swarm has
+        await using var swarm = await TestSwarm.StartAsync(24, time, o =>
+        {
+            o.BucketSize = k;
+            o.RefreshInterval = TimeSpan.FromMinutes(10);
+            o.RepublishInterval = TimeSpan.FromHours(1);
+        }, seed: 6, cancellationToken: ct);
+        var node = swarm[23].Dht;
+        var others = swarm.Alive.Where(n => n.Dht != node).Select(n => n.PeerId.Id).ToList();
+        bool BucketsFull() => Enumerable.Range(0, 256).All(i =>
+        {
+            var exist = others.Count(id => node.Routing.BucketIndex(id) == i);
+            var known = node.Routing.All().Count(c => node.Routing.BucketIndex(c.Id) == i);
+            return known == Math.Min(k, exist);
+        });
+        TestContext.Current.TestOutputHelper?.WriteLine($"buckets full right after joining: {BucketsFull()}");
+
+        time.Advance(TimeSpan.FromMinutes(10));
+        await TestSwarm.WaitUntilAsync(BucketsFull, TimeSpan.FromSeconds(20), "the refresh to fill every bucket");
+    }
+
+    [Fact]
     public async Task AnnouncementsAreRefreshedWhileTheNodeLivesAndExpireAfterItStops()
     {
         var ct = TestContext.Current.CancellationToken;
