@@ -10,6 +10,7 @@ var root = new RootCommand("Pollen: train and serve language models on machines 
     EvalCommand.Create(),
     BenchCommand.Create(),
     DhtCommand.Create(),
+    ServeCommand.Create(),
     PeersCommand.Create(),
 };
 Shutdown.Install();

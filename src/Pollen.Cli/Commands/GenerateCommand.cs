@@ -20,17 +20,24 @@ internal static class GenerateCommand
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var dtype = ModelLoading.DtypeOption();
+        var servers = new Option<string[]>("--servers")
+        {
+            Description = "Run the blocks on these block servers (host:port@start:end, end exclusive; see 'pollen serve') instead of locally; embedding, head and tokenizer still come from --model.",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var command = new Command("generate", "Generate text from a local checkpoint, streaming tokens as they are produced.")
         {
-            model, prompt, promptIds, dtype, threads, json,
+            model, prompt, promptIds, dtype, servers, threads, json,
         };
         sampling.AddTo(command);
         command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var options = sampling.Read(r);
-            var (lm, tokenizer) = ModelLoading.Load(r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)));
-            using var _ = lm;
+            var (lm, tokenizer) = r.GetValue(servers) is { Length: > 0 } list
+                ? SwarmLoading.Load(r.GetValue(model), list, ModelLoading.ParseDtype(r.GetValue(dtype)))
+                : ModelLoading.Load(r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)));
+            using var _ = (IDisposable)lm;
             var ids = PromptIds(r.GetValue(prompt), r.GetValue(promptIds), tokenizer);
             var result = await StreamAsync(lm, tokenizer, ids, options, Console.Out, ct).ConfigureAwait(false);
             if (r.GetValue(json))

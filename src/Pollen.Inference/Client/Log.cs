@@ -1,0 +1,9 @@
+using Microsoft.Extensions.Logging;
+
+namespace Pollen.Inference.Client;
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 320, Level = LogLevel.Warning, Message = "Server {Server} failed a step, banned for {Ban}; rerouting its blocks and replaying: {Reason}")]
+    internal static partial void HopFailed(ILogger logger, string server, TimeSpan ban, string reason);
+}

@@ -1,0 +1,115 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Pollen.Inference.Protos;
+using WireTensor = Pollen.Swarm.Protos.Tensor;
+
+namespace Pollen.Inference.Client;
+
+/// <summary>
+/// One inference session on one server's span, over one bidirectional stream: open, then steps answered
+/// in order. Works on wire tensors only, so hidden states pass from hop to hop without being decoded.
+/// </summary>
+/// <remarks>
+/// The stream carries a deadline for its whole life (<see cref="SwarmModelOptions.SessionDeadline"/>) and
+/// each open or step its own (<see cref="SwarmModelOptions.StepTimeout"/>): a server that stalls fails
+/// the step after the step timeout instead of hanging the generation. Any failure leaves this object
+/// unusable; the caller bans the server and replays on another.
+/// </remarks>
+public sealed class RemoteSpan : IAsyncDisposable
+{
+    private readonly AsyncDuplexStreamingCall<InferenceRequest, InferenceReply> _call;
+    private readonly TimeSpan _stepTimeout;
+    private ulong _nextStep;
+
+    private RemoteSpan(ServerSpan server, int start, int end, AsyncDuplexStreamingCall<InferenceRequest, InferenceReply> call, TimeSpan stepTimeout)
+    {
+        Server = server;
+        Start = start;
+        End = end;
+        _call = call;
+        _stepTimeout = stepTimeout;
+    }
+
+    /// <summary>The server.</summary>
+    public ServerSpan Server { get; }
+
+    /// <summary>First block this session runs.</summary>
+    public int Start { get; }
+
+    /// <summary>One past the last block this session runs.</summary>
+    public int End { get; }
+
+    /// <summary>Opens a session for blocks <paramref name="start"/>..<paramref name="end"/>-1 on <paramref name="server"/>.</summary>
+    public static async Task<RemoteSpan> OpenAsync(GrpcChannel channel, ServerSpan server, int start, int end, int maxLength, int batchSize,
+        SwarmModelOptions options, CancellationToken cancellationToken)
+    {
+        var client = new Blocks.BlocksClient(channel);
+        var call = client.Inference(deadline: DateTime.UtcNow + options.SessionDeadline, cancellationToken: cancellationToken);
+        var span = new RemoteSpan(server, start, end, call, options.StepTimeout);
+        try
+        {
+            var reply = await span.ExchangeAsync(new InferenceRequest
+            {
+                Open = new OpenSession { Blocks = new BlockRange { StartBlock = start, EndBlock = end }, MaxLength = maxLength, BatchSize = batchSize },
+            }, cancellationToken).ConfigureAwait(false);
+            if (reply.KindCase != InferenceReply.KindOneofCase.Opened)
+            {
+                throw new RpcException(new Status(StatusCode.Internal, $"server {server} answered open with {reply.KindCase}"));
+            }
+            return span;
+        }
+        catch
+        {
+            await span.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Runs hidden states (B, T, C) at positions (B, T) through the span; returns the output hidden states.</summary>
+    public async Task<WireTensor> StepAsync(WireTensor hidden, WireTensor positions, CancellationToken cancellationToken)
+    {
+        var id = ++_nextStep;
+        var reply = await ExchangeAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = id } }, cancellationToken).ConfigureAwait(false);
+        if (reply.KindCase != InferenceReply.KindOneofCase.Step || reply.Step.StepId != id || reply.Step.Hidden is null
+            || !reply.Step.Hidden.Shape.SequenceEqual(hidden.Shape) || reply.Step.Hidden.Dtype != hidden.Dtype)
+        {
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with a reply that does not match it"));
+        }
+        return reply.Step.Hidden;
+    }
+
+    private async Task<InferenceReply> ExchangeAsync(InferenceRequest request, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_stepTimeout);
+        try
+        {
+            await _call.RequestStream.WriteAsync(request, timeout.Token).ConfigureAwait(false);
+            if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
+            }
+            return _call.ResponseStream.Current;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer within {_stepTimeout}"));
+        }
+    }
+
+    /// <summary>Closes the session (best effort) and the stream.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await _call.RequestStream.WriteAsync(new InferenceRequest { Close = new CloseSession() }, timeout.Token).ConfigureAwait(false);
+            await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException or OperationCanceledException or IOException)
+        {
+            // the server is gone or the stream already failed: nothing to close
+        }
+        _call.Dispose();
+    }
+}

@@ -1,0 +1,186 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Pollen.Inference.Protos;
+using Pollen.Inference.Wire;
+using Pollen.Model;
+using Pollen.Model.Llama;
+using static TorchSharp.torch;
+using WireTensor = Pollen.Swarm.Protos.Tensor;
+
+namespace Pollen.Inference.Client;
+
+/// <summary>
+/// A decoding session through the swarm. Embedding and head run here; between them the hidden states
+/// pass hop by hop as wire tensors (never decoded on the way). Each hop remembers the steps it was sent,
+/// so when a server fails, its span is routed anew and the steps are replayed to the new servers to
+/// rebuild their caches before the current step continues.
+/// </summary>
+/// <remarks>
+/// Replay resends each past step as it was sent, not one concatenated prefill: the new server then
+/// computes exactly what the failed one did (same shapes, same kernels), so generation after a failure
+/// is token-for-token identical to an undisturbed one; the price is one round trip per past step. The
+/// history is kept as immutable wire messages, so it costs memory (tokens × hidden × wire dtype size per
+/// hop) but no tensor lifetime management. Tensor work never spans an await: TorchSharp dispose scopes
+/// belong to a thread and continuations may run on another.
+/// </remarks>
+internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : IDecodingSession
+{
+    private readonly List<Hop> _hops = [];
+    private int _batch;
+    private int _failures;
+
+    public int Length { get; private set; }
+
+    public int MaxLength => maxLength;
+
+    public async ValueTask<Tensor> ForwardAsync(Tensor ids, CancellationToken cancellationToken = default)
+    {
+        var (batch, tokens) = ((int)ids.shape[0], (int)ids.shape[1]);
+        if (Length + tokens > maxLength)
+        {
+            throw new InvalidOperationException($"the session holds {Length} tokens and {tokens} more would exceed its maximum length of {maxLength}");
+        }
+        var (hidden, positions) = Embed(ids);
+        if (_hops.Count == 0)
+        {
+            _batch = batch;
+            _hops.AddRange(model.FindRoute(0, model.Config.NumHiddenLayers).Select(r => new Hop(r.Server, r.Start, r.End, [])));
+        }
+        else if (batch != _batch)
+        {
+            throw new ArgumentException($"the session was opened with batch {_batch}, got {batch}", nameof(ids));
+        }
+        _failures = 0;
+        for (var k = 0; k < _hops.Count; k++)
+        {
+            var hop = _hops[k];
+            try
+            {
+                hop.Span ??= await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
+                var output = await hop.Span.StepAsync(hidden, positions, cancellationToken).ConfigureAwait(false);
+                hop.History.Add((hidden, positions));
+                model.Bans.RecordSuccess(hop.Server.Address);
+                hidden = output;
+            }
+            catch (Exception e) when (IsHopFailure(e, cancellationToken))
+            {
+                CountFailure(hop.Server, e);
+                await ReplaceAsync(k, cancellationToken).ConfigureAwait(false);
+                k--; // run the current step on the replacement
+            }
+        }
+        Length += tokens;
+        return Head(hidden);
+    }
+
+    /// <summary>
+    /// Routes hop <paramref name="k"/>'s blocks anew and replays its history through the new hops; a
+    /// replacement that fails too is banned and routed around in turn.
+    /// </summary>
+    private async Task ReplaceAsync(int k, CancellationToken cancellationToken)
+    {
+        var old = _hops[k];
+        _hops.RemoveAt(k);
+        if (old.Span is not null)
+        {
+            await old.Span.DisposeAsync().ConfigureAwait(false);
+        }
+        while (true)
+        {
+            var replacement = model.FindRoute(old.Start, old.End).Select(r => new Hop(r.Server, r.Start, r.End, [])).ToList();
+            var inputs = old.History;
+            Hop? current = null;
+            try
+            {
+                foreach (var hop in replacement)
+                {
+                    if (inputs.Count == 0)
+                    {
+                        break; // opened lazily by the step itself
+                    }
+                    current = hop;
+                    hop.Span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
+                    var outputs = new List<(WireTensor, WireTensor)>(inputs.Count);
+                    foreach (var (hidden, positions) in inputs)
+                    {
+                        outputs.Add((await hop.Span.StepAsync(hidden, positions, cancellationToken).ConfigureAwait(false), positions));
+                    }
+                    hop.History.AddRange(inputs);
+                    inputs = outputs;
+                }
+                _hops.InsertRange(k, replacement);
+                return;
+            }
+            catch (Exception e) when (current is not null && IsHopFailure(e, cancellationToken))
+            {
+                CountFailure(current.Server, e);
+                foreach (var hop in replacement)
+                {
+                    if (hop.Span is not null)
+                    {
+                        await hop.Span.DisposeAsync().ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+    }
+
+    private void CountFailure(ServerSpan server, Exception e)
+    {
+        if (++_failures > model.Options.MaxFailuresPerStep)
+        {
+            throw new Swarm.SwarmUnavailableException($"the step failed {_failures} times; last on {server}: {e.Message}", e);
+        }
+        var ban = model.Bans.RecordFailure(server.Address);
+        Log.HopFailed(model.Logger, server.ToString(), ban, e.Message);
+    }
+
+    private Task<RemoteSpan> OpenAsync(ServerSpan server, int start, int end, CancellationToken cancellationToken) =>
+        RemoteSpan.OpenAsync(model.Channel(server.Address), server, start, end, maxLength, _batch, model.Options, cancellationToken);
+
+    private static bool IsHopFailure(Exception e, CancellationToken cancellationToken) =>
+        !cancellationToken.IsCancellationRequested && e is RpcException or IOException or HttpRequestException or ObjectDisposedException;
+
+    private (WireTensor Hidden, WireTensor Positions) Embed(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var positions = Transformer.DefaultPositions(ids.shape[0], ids.shape[1], Length); // (B, T)
+        var hidden = model.Ends.Embed(ids); // (B, T, C)
+        return (TensorWire.Encode(hidden, model.Options.WireDtype), TensorWire.Encode(positions));
+    }
+
+    private Tensor Head(WireTensor hidden)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var logits = model.Ends.Head(TensorWire.Decode(hidden)); // (B, T, V)
+        return logits.select(1, -1).MoveToOuterDisposeScope(); // (B, V)
+    }
+
+    public void Dispose()
+    {
+        foreach (var hop in _hops)
+        {
+            // close in the background: Dispose is synchronous and a dead server must not block it
+            if (hop.Span is { } span)
+            {
+                _ = span.DisposeAsync().AsTask();
+            }
+        }
+        _hops.Clear();
+    }
+
+    private sealed class Hop(ServerSpan server, int start, int end, List<(WireTensor Hidden, WireTensor Positions)> history)
+    {
+        internal ServerSpan Server { get; } = server;
+
+        internal int Start { get; } = start;
+
+        internal int End { get; } = end;
+
+        internal List<(WireTensor Hidden, WireTensor Positions)> History { get; } = history;
+
+        internal RemoteSpan? Span { get; set; }
+    }
+}

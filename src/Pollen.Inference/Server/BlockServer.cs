@@ -1,0 +1,356 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Pollen.Inference.Protos;
+using Pollen.Inference.Wire;
+using Pollen.Model.Checkpoints;
+using Pollen.Model.Config;
+using Pollen.Model.Llama;
+using Pollen.Swarm.Tensors;
+using static TorchSharp.torch;
+using WireTensor = Pollen.Swarm.Protos.Tensor;
+
+namespace Pollen.Inference.Server;
+
+/// <summary>
+/// Hosts blocks <see cref="StartBlock"/>..<see cref="EndBlock"/>-1 of a model: stateless forward and
+/// backward, and inference sessions each holding a <see cref="Model.Layers.KvCache"/> under a budget of
+/// <see cref="BlockServerOptions.CacheTokens"/> tokens.
+/// </summary>
+/// <remarks>
+/// Every request is checked against the model before any tensor work: message format, dtype, shape
+/// (batch, tokens, hidden_size), the block range, the session's remaining length. Checks that need the
+/// values (finite activations, positions in range) run on the compute thread right after decoding, still
+/// before any block runs. Failures are <see cref="RpcException"/>s with a status code and a message
+/// saying what to change; nothing else leaves this class. The budget is reserved in full at open
+/// (batch × max length), so a session is refused up front rather than failing mid-generation when the
+/// server runs out of memory. Idle sessions are swept on the injected clock.
+/// </remarks>
+public sealed partial class BlockServer : IDisposable
+{
+    private readonly Block[] _blocks;
+    private readonly BlockServerOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ComputeQueue _queue;
+    private readonly Dictionary<long, BlockSession> _sessions = [];
+    private readonly Lock _lock = new();
+    private readonly ITimer _sweeper;
+    private long _reserved;
+    private long _nextSessionId;
+    private long _batchedSteps;
+
+    /// <summary>Serves <paramref name="blocks"/>, which must be consecutive blocks of one model.</summary>
+    public BlockServer(IReadOnlyList<Block> blocks, BlockServerOptions options, TimeProvider? time = null, ILogger<BlockServer>? logger = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(blocks.Count);
+        options.Validate();
+        for (var i = 1; i < blocks.Count; i++)
+        {
+            if (blocks[i].LayerIndex != blocks[0].LayerIndex + i)
+            {
+                throw new ArgumentException("the blocks are not consecutive", nameof(blocks));
+            }
+        }
+        _blocks = [.. blocks];
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        _logger = logger ?? NullLogger<BlockServer>.Instance;
+        Config = blocks[0].Config;
+        StartBlock = blocks[0].LayerIndex;
+        EndBlock = StartBlock + blocks.Count;
+        Dtype = blocks[0].parameters().First().dtype;
+        _queue = new ComputeQueue(options.BatchingWindow, options.MaxBatchSessions, RunBatch);
+        var sweep = options.IdleTimeout / 4;
+        _sweeper = _time.CreateTimer(_ => SweepIdle(), null, sweep, sweep);
+        Log.Serving(_logger, options.ModelId, StartBlock, EndBlock - 1, Dtype, options.CacheTokens, options.IdleTimeout, options.BatchingWindow);
+    }
+
+    /// <summary>Loads blocks <paramref name="start"/>..<paramref name="end"/>-1 from a checkpoint directory and serves them.</summary>
+    public static BlockServer Load(string directory, int start, int end, BlockServerOptions options, ScalarType dtype = ScalarType.Float32,
+        TimeProvider? time = null, ILogger<BlockServer>? logger = null) =>
+        new(ModelCheckpoint.LoadBlocks(directory, start, end, dtype), options, time, logger);
+
+    /// <summary>The model's shape.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>First block served.</summary>
+    public int StartBlock { get; }
+
+    /// <summary>One past the last block served.</summary>
+    public int EndBlock { get; }
+
+    /// <summary>Dtype of the weights.</summary>
+    public ScalarType Dtype { get; }
+
+    /// <summary>The options in effect.</summary>
+    public BlockServerOptions Options => _options;
+
+    /// <summary>Open sessions.</summary>
+    public int SessionCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _sessions.Count;
+            }
+        }
+    }
+
+    /// <summary>Tokens of the budget not reserved by open sessions.</summary>
+    public long FreeCacheTokens
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _options.CacheTokens - _reserved;
+            }
+        }
+    }
+
+    /// <summary>Number of batched forwards that stepped more than one session at once.</summary>
+    public long BatchedSteps => Interlocked.Read(ref _batchedSteps);
+
+    /// <summary>Work items waiting for the compute thread (for tests and metrics).</summary>
+    internal int PendingWork => _queue.Pending;
+
+    /// <summary>Runs <paramref name="work"/> on the compute thread, in order with the requests.</summary>
+    internal Task<T> RunOnComputeThreadAsync<T>(Func<T> work) => _queue.RunAsync(work);
+
+    /// <summary>The server's description.</summary>
+    public InfoReply Info() => new()
+    {
+        ModelId = _options.ModelId,
+        StartBlock = StartBlock,
+        EndBlock = EndBlock,
+        Dtype = TensorWire.ToWire(Dtype),
+        MaxCacheTokens = _options.CacheTokens,
+        FreeCacheTokens = FreeCacheTokens,
+        HiddenSize = (int)Config.HiddenSize,
+        MaxPosition = Config.MaxPositionEmbeddings,
+    };
+
+    /// <summary>Runs a stateless forward.</summary>
+    public Task<WireTensor> ForwardAsync(ForwardRequest request)
+    {
+        var (start, end) = CheckRange(request.Blocks);
+        var (batch, tokens) = CheckHidden(request.Hidden, "hidden", null);
+        CheckPositionsShape(request.Positions, batch, tokens);
+        return _queue.RunAsync(() =>
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var (hidden, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
+            for (var i = start; i < end; i++)
+            {
+                hidden = _blocks[i - StartBlock].forward(hidden, positions);
+            }
+            return TensorWire.Encode(hidden, TensorWire.FromWire(request.Hidden.Dtype));
+        });
+    }
+
+    /// <summary>Runs a stateless backward: the gradient with respect to the input hidden states.</summary>
+    public Task<WireTensor> BackwardAsync(BackwardRequest request)
+    {
+        var (start, end) = CheckRange(request.Blocks);
+        var (batch, tokens) = CheckHidden(request.Hidden, "hidden", null);
+        CheckHidden(request.GradOutput, "grad_output", (batch, tokens));
+        CheckPositionsShape(request.Positions, batch, tokens);
+        return _queue.RunAsync(() =>
+        {
+            using var scope = NewDisposeScope();
+            var (input, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
+            var gradOutput = CheckFinite(TensorWire.Decode(request.GradOutput, _options.MaxMessageBytes), "grad_output").to_type(Dtype);
+            // weights stay frozen: only the input asks for a gradient
+            input = input.detach().requires_grad_(true);
+            var hidden = input;
+            for (var i = start; i < end; i++)
+            {
+                hidden = _blocks[i - StartBlock].forward(hidden, positions);
+            }
+            var grad = autograd.grad([hidden], [input], [gradOutput])[0];
+            return TensorWire.Encode(grad, TensorWire.FromWire(request.Hidden.Dtype));
+        });
+    }
+
+    /// <summary>Opens a session, reserving its tokens; refuses with RESOURCE_EXHAUSTED when the budget has no room.</summary>
+    internal BlockSession OpenSession(OpenSession open, CancellationTokenSource expired)
+    {
+        var (start, end) = CheckRange(open.Blocks);
+        var batch = open.BatchSize == 0 ? 1 : open.BatchSize;
+        if (batch < 1)
+        {
+            throw Invalid($"batch_size must be at least 1, got {open.BatchSize}");
+        }
+        if (open.MaxLength < 1 || open.MaxLength > Config.MaxPositionEmbeddings)
+        {
+            throw new RpcException(new Status(StatusCode.OutOfRange, $"max_length must be in 1..{Config.MaxPositionEmbeddings} (the model's context), got {open.MaxLength}"));
+        }
+        var needed = (long)open.MaxLength * batch;
+        lock (_lock)
+        {
+            var free = _options.CacheTokens - _reserved;
+            if (needed > free)
+            {
+                Log.SessionRefused(_logger, needed, free, _options.CacheTokens);
+                throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                    $"the session needs {needed} cache tokens (batch {batch} × max_length {open.MaxLength}) but only {free} of {_options.CacheTokens} are free; retry later or use another server"));
+            }
+            var session = new BlockSession(++_nextSessionId, start, end, open.MaxLength, batch, expired, _time.GetUtcNow());
+            _sessions[session.Id] = session;
+            _reserved += needed;
+            return session;
+        }
+    }
+
+    /// <summary>Runs one step of a session.</summary>
+    internal Task<WireTensor> StepAsync(BlockSession session, InferenceStep step)
+    {
+        var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
+        CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
+        if (session.AcceptedTokens + tokens > session.MaxLength)
+        {
+            throw new RpcException(new Status(StatusCode.OutOfRange,
+                $"the session holds {session.AcceptedTokens} tokens and {tokens} more would exceed its max_length of {session.MaxLength}; open a longer session"));
+        }
+        lock (_lock)
+        {
+            if (session.Closed)
+            {
+                throw new RpcException(new Status(StatusCode.NotFound, "the session is closed (idle too long?); open a new one"));
+            }
+            session.LastUsed = _time.GetUtcNow();
+            session.AcceptedTokens += tokens;
+            // queued under the lock, so a close (which queues the cache's disposal) is ordered after it
+            var work = new StepWork(session, step, RunStep);
+            _queue.Add(work);
+            return work.Completion.Task;
+        }
+    }
+
+    /// <summary>Closes a session and frees its reservation; the cache is freed on the compute thread.</summary>
+    internal void CloseSession(BlockSession session)
+    {
+        lock (_lock)
+        {
+            if (session.Closed)
+            {
+                return;
+            }
+            session.Closed = true;
+            _sessions.Remove(session.Id);
+            _reserved -= session.ReservedTokens;
+            _ = _queue.RunAsync(() =>
+            {
+                session.Cache.Dispose();
+                return true;
+            });
+        }
+    }
+
+    private WireTensor RunStep(StepWork work)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var session = work.Session;
+        var tokens = (int)work.Step.Hidden.Shape[1];
+        var (hidden, positions) = DecodeInputs(work.Step.Hidden, work.Step.Positions, session.BatchSize, tokens, session.MaxLength);
+        // one-token steps with low-precision weights run faster without oneDNN (see OneDnn)
+        using var dnn = tokens == 1 && Dtype != ScalarType.Float32 ? Model.Runtime.OneDnn.Suspend() : default;
+        for (var i = session.Start; i < session.End; i++)
+        {
+            hidden = _blocks[i - StartBlock].forward(hidden, positions, session.Cache);
+        }
+        return TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
+    }
+
+    private void RunBatch(IReadOnlyList<StepWork> batch)
+    {
+        // a step whose values are bad fails alone; the others still run together
+        var good = new List<StepWork>(batch.Count);
+        var hiddens = new List<Tensor>(batch.Count);
+        var positions = new List<Tensor>(batch.Count);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var work in batch)
+        {
+            try
+            {
+                var (h, p) = DecodeInputs(work.Step.Hidden, work.Step.Positions, 1, 1, work.Session.MaxLength);
+                good.Add(work);
+                hiddens.Add(h);
+                positions.Add(p);
+            }
+            catch (Exception e)
+            {
+                work.Fail(e);
+            }
+        }
+        if (good.Count == 0)
+        {
+            return;
+        }
+        try
+        {
+            using var dnn = Dtype != ScalarType.Float32 ? Model.Runtime.OneDnn.Suspend() : default;
+            var hidden = cat(hiddens, 0); // (N, 1, C)
+            var position = cat(positions, 0); // (N, 1)
+            var caches = good.ConvertAll(w => w.Session.Cache);
+            var first = good[0].Session;
+            for (var i = first.Start; i < first.End; i++)
+            {
+                hidden = _blocks[i - StartBlock].ForwardSessions(hidden, position, caches);
+            }
+            Interlocked.Increment(ref _batchedSteps);
+            for (var r = 0; r < good.Count; r++)
+            {
+                good[r].Completion.SetResult(TensorWire.Encode(hidden.narrow(0, r, 1), TensorWire.FromWire(good[r].Step.Hidden.Dtype)));
+            }
+        }
+        catch (Exception e)
+        {
+            foreach (var work in good)
+            {
+                work.Fail(e);
+            }
+        }
+    }
+
+    private void SweepIdle()
+    {
+        List<BlockSession> expired;
+        var now = _time.GetUtcNow();
+        lock (_lock)
+        {
+            expired = [.. _sessions.Values.Where(s => now - s.LastUsed >= _options.IdleTimeout)];
+        }
+        foreach (var session in expired)
+        {
+            Log.SessionExpired(_logger, session.Id, _options.IdleTimeout);
+            CloseSession(session);
+            session.Expire();
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _sweeper.Dispose();
+        List<BlockSession> open;
+        lock (_lock)
+        {
+            open = [.. _sessions.Values];
+        }
+        foreach (var session in open)
+        {
+            CloseSession(session);
+        }
+        _queue.Dispose();
+        foreach (var block in _blocks)
+        {
+            block.Dispose();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Pollen.Swarm.Transport;
+
+namespace Pollen.Inference.Server;
+
+/// <summary>
+/// A Kestrel endpoint (HTTP/2 cleartext, gRPC) serving one <see cref="BlockServer"/>. Message size limits
+/// come from <see cref="BlockServerOptions.MaxMessageBytes"/> so an oversized request is refused by the
+/// transport (RESOURCE_EXHAUSTED) before it is buffered.
+/// </summary>
+public sealed class BlockServerHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private BlockServerHost(WebApplication app, BlockServer server, string address)
+    {
+        _app = app;
+        Server = server;
+        Address = address;
+    }
+
+    /// <summary>The blocks served.</summary>
+    public BlockServer Server { get; }
+
+    /// <summary>"host:port" clients dial.</summary>
+    public string Address { get; }
+
+    /// <summary>Starts serving on <paramref name="listenAddress"/>:<paramref name="port"/> (0 for an ephemeral port).</summary>
+    public static async Task<BlockServerHost> StartAsync(BlockServer server, string listenAddress = "127.0.0.1", int port = 0,
+        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        loggerFactory ??= NullLoggerFactory.Instance;
+        var max = server.Options.MaxMessageBytes + (64 << 10);
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
+        {
+            k.Listen(IPAddress.Parse(listenAddress), port, listen => listen.Protocols = HttpProtocols.Http2);
+            k.Limits.MaxRequestBodySize = null; // streams are long-lived; each message is capped by gRPC
+            k.AddServerHeader = false;
+        });
+        builder.Services.AddRoutingCore();
+        builder.Services.AddGrpc(g =>
+        {
+            g.MaxReceiveMessageSize = max;
+            g.MaxSendMessageSize = max;
+            g.EnableDetailedErrors = false;
+        });
+        builder.Services.AddSingleton(server);
+        var app = builder.Build();
+        app.MapGrpcService<BlocksService>();
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        return new BlockServerHost(app, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), bound.Port));
+    }
+
+    /// <summary>Stops at once: open streams are aborted (what a client sees when a server dies). The server itself is not disposed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var abort = new CancellationTokenSource();
+        await abort.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _app.StopAsync(abort.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

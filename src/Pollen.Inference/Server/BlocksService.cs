@@ -1,0 +1,97 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Pollen.Inference.Protos;
+
+namespace Pollen.Inference.Server;
+
+/// <summary>
+/// The gRPC face of a <see cref="BlockServer"/>. One inference stream is one session: it is opened by
+/// the first message, and closed (its cache freed) by a close message, the end of the stream, a broken
+/// connection or the idle timeout — whichever comes first, so a client that vanishes never leaks a
+/// session. A refused or failed step ends the stream and with it the session: the client cannot know
+/// what state a half-applied step left, so it reopens (here or elsewhere) and replays. Errors other than
+/// <see cref="RpcException"/> become INTERNAL with a fixed message; details go to the log only.
+/// </summary>
+internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> logger) : Blocks.BlocksBase
+{
+    public override Task<InfoReply> Info(InfoRequest request, ServerCallContext context) => Task.FromResult(server.Info());
+
+    public override async Task<ForwardReply> Forward(ForwardRequest request, ServerCallContext context) =>
+        new() { Hidden = await GuardAsync(server.ForwardAsync, request).ConfigureAwait(false) };
+
+    public override async Task<BackwardReply> Backward(BackwardRequest request, ServerCallContext context) =>
+        new() { GradInput = await GuardAsync(server.BackwardAsync, request).ConfigureAwait(false) };
+
+    public override async Task Inference(IAsyncStreamReader<InferenceRequest> requestStream, IServerStreamWriter<InferenceReply> responseStream, ServerCallContext context)
+    {
+        using var expired = new CancellationTokenSource();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, expired.Token);
+        BlockSession? session = null;
+        try
+        {
+            while (await requestStream.MoveNext(linked.Token).ConfigureAwait(false))
+            {
+                var request = requestStream.Current;
+                switch (request.KindCase)
+                {
+                    case InferenceRequest.KindOneofCase.Open:
+                        if (session is not null)
+                        {
+                            throw new RpcException(new Status(StatusCode.FailedPrecondition, "this stream already has a session; open another stream for another session"));
+                        }
+                        session = server.OpenSession(request.Open, expired);
+                        await responseStream.WriteAsync(new InferenceReply
+                        {
+                            Opened = new SessionOpened { SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), FreeCacheTokens = server.FreeCacheTokens },
+                        }, linked.Token).ConfigureAwait(false);
+                        break;
+                    case InferenceRequest.KindOneofCase.Step:
+                        if (session is null)
+                        {
+                            throw new RpcException(new Status(StatusCode.FailedPrecondition, "unknown session: send open before the first step"));
+                        }
+                        var hidden = await server.StepAsync(session, request.Step).WaitAsync(linked.Token).ConfigureAwait(false);
+                        await responseStream.WriteAsync(new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = request.Step.StepId } }, linked.Token).ConfigureAwait(false);
+                        break;
+                    case InferenceRequest.KindOneofCase.Close:
+                        return;
+                    default:
+                        throw BlockServer.Invalid("empty request: set open, step or close");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (session?.Expired == true)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"the session was idle for {server.Options.IdleTimeout} and was closed; open a new one"));
+        }
+        catch (Exception e) when (e is not RpcException and not OperationCanceledException)
+        {
+            throw Internal(e);
+        }
+        finally
+        {
+            if (session is not null)
+            {
+                server.CloseSession(session);
+            }
+        }
+    }
+
+    private async Task<T> GuardAsync<TRequest, T>(Func<TRequest, Task<T>> call, TRequest request)
+    {
+        try
+        {
+            return await call(request).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Internal(e);
+        }
+    }
+
+    private RpcException Internal(Exception e)
+    {
+        Log.UnexpectedError(logger, e);
+        return new RpcException(new Status(StatusCode.Internal, "the server failed to run the blocks; see its log"));
+    }
+}

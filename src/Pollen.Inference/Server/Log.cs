@@ -1,0 +1,19 @@
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace Pollen.Inference.Server;
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Serving {ModelId} blocks {First}..{Last} in {Dtype}: cache {CacheTokens} tokens, idle timeout {IdleTimeout}, batching window {Window}")]
+    internal static partial void Serving(ILogger logger, string modelId, int first, int last, ScalarType dtype, long cacheTokens, TimeSpan idleTimeout, TimeSpan window);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Refused a session needing {Needed} cache tokens: {Free} of {Budget} free")]
+    internal static partial void SessionRefused(ILogger logger, long needed, long free, long budget);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Information, Message = "Session {SessionId} idle for {IdleTimeout}; closed")]
+    internal static partial void SessionExpired(ILogger logger, long sessionId, TimeSpan idleTimeout);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "Request failed with an unexpected error")]
+    internal static partial void UnexpectedError(ILogger logger, Exception error);
+}
