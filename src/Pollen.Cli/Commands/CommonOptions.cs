@@ -33,6 +33,21 @@ internal static class CommonOptions
         Model.Runtime.TorchRuntime.Initialize(threads);
     }
 
+    /// <summary>Keeps a long-running command (a node, a server) alive until Ctrl-C/SIGTERM; returns 0.</summary>
+    public static async Task<int> RunUntilStoppedAsync(CancellationToken cancellationToken)
+    {
+        Console.Out.Flush();
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            await Console.Error.WriteLineAsync("stopping").ConfigureAwait(false);
+        }
+        return 0;
+    }
+
     /// <summary>Writes the final JSON object on one line.</summary>
     public static void PrintJson(JsonObject result) => Console.Out.WriteLine(result.ToJsonString());
 

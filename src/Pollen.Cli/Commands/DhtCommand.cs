@@ -46,16 +46,7 @@ internal static class DhtCommand
             {
                 CommonOptions.PrintJson(new JsonObject { ["peer_id"] = node.PeerId.ToString(), ["address"] = node.Address, ["port"] = node.Port });
             }
-            Console.Out.Flush();
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                await Console.Error.WriteLineAsync("stopping").ConfigureAwait(false);
-            }
-            return 0;
+            return await CommonOptions.RunUntilStoppedAsync(ct).ConfigureAwait(false);
         }));
         return command;
     }

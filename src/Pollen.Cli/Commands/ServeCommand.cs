@@ -51,16 +51,7 @@ internal static class ServeCommand
             {
                 CommonOptions.PrintJson(new JsonObject { ["address"] = host.Address, ["start_block"] = start, ["end_block"] = end, ["model_id"] = options.ModelId });
             }
-            Console.Out.Flush();
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                await Console.Error.WriteLineAsync("stopping").ConfigureAwait(false);
-            }
-            return 0;
+            return await CommonOptions.RunUntilStoppedAsync(ct).ConfigureAwait(false);
         }));
         return command;
     }

@@ -11,19 +11,9 @@ namespace Pollen.Tests.Training.Collaborative;
 /// <summary>DiLoCo rounds between in-process peers, with parts passed through the wire codec.</summary>
 public class DilocoPeerTests
 {
-    private static readonly ModelConfig Tiny = ModelPresets.Get("dev") with
-    {
-        HiddenSize = 64,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        HeadDim = 16,
-        IntermediateSize = 128,
-        MaxPositionEmbeddings = 64,
-    };
+    private static readonly ModelConfig Tiny = TrainingTestData.Tiny;
 
-    private static readonly Lazy<TokenDataset> Data = new(() =>
-        TokenDataset.FromDocuments(SyntheticCorpus.Stories(31, 300_000), ByteTokenizer.Instance, seqLen: 48, seed: 2));
+    private static readonly Lazy<TokenDataset> Data = new(() => TrainingTestData.Stories(corpusSeed: 31, dataSeed: 2));
 
     [Theory]
     [InlineData(DeltaCompression.F32)]

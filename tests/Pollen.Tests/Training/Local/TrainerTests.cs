@@ -11,19 +11,9 @@ namespace Pollen.Tests.Training.Local;
 
 public class TrainerTests
 {
-    private static readonly ModelConfig Tiny = ModelPresets.Get("dev") with
-    {
-        HiddenSize = 64,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        HeadDim = 16,
-        IntermediateSize = 128,
-        MaxPositionEmbeddings = 64,
-    };
+    private static readonly ModelConfig Tiny = TrainingTestData.Tiny;
 
-    private static readonly Lazy<TokenDataset> Data = new(() =>
-        TokenDataset.FromDocuments(SyntheticCorpus.Stories(99, 300_000), ByteTokenizer.Instance, seqLen: 48, seed: 1));
+    private static readonly Lazy<TokenDataset> Data = new(() => TrainingTestData.Stories(corpusSeed: 99, dataSeed: 1));
 
     private static TrainerOptions Options(int steps) => new()
     {
