@@ -65,22 +65,7 @@ public sealed class SwarmNode : IAsyncDisposable
         identity ??= NodeIdentity.LoadOrCreate(options.Home);
         var dht = new DhtNode(identity, options, time, loggerFactory.CreateLogger<DhtNode>());
 
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.Services.AddSingleton(loggerFactory);
-        builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
-        builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
-        {
-            k.Listen(IPAddress.Parse(options.ListenAddress), options.Port, listen => listen.Protocols = HttpProtocols.Http2);
-            k.Limits.MaxRequestBodySize = options.MaxMessageBytes + 1024;
-            k.AddServerHeader = false;
-        });
-        builder.Services.AddRoutingCore();
-        builder.Services.AddGrpc(g =>
-        {
-            g.MaxReceiveMessageSize = options.MaxMessageBytes;
-            g.MaxSendMessageSize = options.MaxMessageBytes;
-            g.EnableDetailedErrors = false;
-        });
+        var builder = GrpcHost.CreateBuilder(options.ListenAddress, options.Port, options.MaxMessageBytes, options.MaxMessageBytes + 1024, loggerFactory);
         builder.Services.AddSingleton(dht);
         var app = builder.Build();
         app.MapGrpcService<DhtRpcService>();

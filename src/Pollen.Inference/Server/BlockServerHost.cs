@@ -39,28 +39,13 @@ public sealed class BlockServerHost : IAsyncDisposable
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         var max = server.Options.MaxMessageBytes + (64 << 10);
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.Services.AddSingleton(loggerFactory);
-        builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
-        builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
-        {
-            k.Listen(IPAddress.Parse(listenAddress), port, listen => listen.Protocols = HttpProtocols.Http2);
-            k.Limits.MaxRequestBodySize = null; // streams are long-lived; each message is capped by gRPC
-            k.AddServerHeader = false;
-        });
-        builder.Services.AddRoutingCore();
-        builder.Services.AddGrpc(g =>
-        {
-            g.MaxReceiveMessageSize = max;
-            g.MaxSendMessageSize = max;
-            g.EnableDetailedErrors = false;
-        });
+        // streams are long-lived; each message is capped by gRPC
+        var builder = GrpcHost.CreateBuilder(listenAddress, port, max, maxRequestBodyBytes: null, loggerFactory);
         builder.Services.AddSingleton(server);
         var app = builder.Build();
         app.MapGrpcService<BlocksService>();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        var bound = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-        return new BlockServerHost(app, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), bound.Port));
+        return new BlockServerHost(app, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), GrpcHost.BoundPort(app)));
     }
 
     /// <summary>Stops at once: open streams are aborted (what a client sees when a server dies). The server itself is not disposed.</summary>
