@@ -55,8 +55,10 @@ public sealed class SwarmNode : IAsyncDisposable
     /// <param name="identity">Key pair to use; null loads or creates <c>identity.key</c> in <see cref="SwarmOptions.Home"/>.</param>
     /// <param name="time">Clock for records, bans and maintenance; null for the system clock.</param>
     /// <param name="loggerFactory">Logging; null for none.</param>
+    /// <param name="services">More gRPC services to serve on the swarm port (block serving, averaging); null for the DHT alone.</param>
     /// <param name="cancellationToken">Cancels start-up.</param>
-    public static async Task<SwarmNode> StartAsync(SwarmOptions options, NodeIdentity? identity = null, TimeProvider? time = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    public static async Task<SwarmNode> StartAsync(SwarmOptions options, NodeIdentity? identity = null, TimeProvider? time = null, ILoggerFactory? loggerFactory = null,
+        SwarmServices? services = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
@@ -65,10 +67,14 @@ public sealed class SwarmNode : IAsyncDisposable
         identity ??= NodeIdentity.LoadOrCreate(options.Home);
         var dht = new DhtNode(identity, options, time, loggerFactory.CreateLogger<DhtNode>());
 
-        var builder = GrpcHost.CreateBuilder(options.ListenAddress, options.Port, options.MaxMessageBytes, options.MaxMessageBytes + 1024, loggerFactory);
+        // long-lived streams of other services need an unbounded body; each message is still capped by gRPC
+        var builder = GrpcHost.CreateBuilder(options.ListenAddress, options.Port, options.MaxMessageBytes,
+            services is null ? options.MaxMessageBytes + 1024 : null, loggerFactory);
         builder.Services.AddSingleton(dht);
+        services?.Register(builder.Services);
         var app = builder.Build();
         app.MapGrpcService<DhtRpcService>();
+        services?.Map(app);
         var node = new SwarmNode(app, dht, ownsIdentity);
         try
         {

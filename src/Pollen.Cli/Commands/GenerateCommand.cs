@@ -20,24 +20,28 @@ internal static class GenerateCommand
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var dtype = ModelLoading.DtypeOption();
-        var servers = new Option<string[]>("--servers")
+        var swarm = new SwarmLoading();
+        var verbose = new Option<bool>("--verbose") { Description = "Log swarm activity (debug level)." };
+        var command = new Command("generate", "Generate text from a checkpoint, streaming tokens as they are produced; with --initial-peers or --servers the blocks run on the swarm (embedding, head and tokenizer still come from --model).")
         {
-            Description = "Run the blocks on these block servers (host:port@start:end, end exclusive; see 'pollen serve') instead of locally; embedding, head and tokenizer still come from --model.",
-            AllowMultipleArgumentsPerToken = true,
+            model, prompt, promptIds, dtype, threads, json, verbose,
         };
-        var command = new Command("generate", "Generate text from a local checkpoint, streaming tokens as they are produced.")
+        foreach (var option in swarm.All)
         {
-            model, prompt, promptIds, dtype, servers, threads, json,
-        };
+            command.Options.Add(option);
+        }
         sampling.AddTo(command);
         command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var options = sampling.Read(r);
-            var (lm, tokenizer) = r.GetValue(servers) is { Length: > 0 } list
-                ? SwarmLoading.Load(r.GetValue(model), list, ModelLoading.ParseDtype(r.GetValue(dtype)))
-                : ModelLoading.Load(r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)));
-            using var _ = (IDisposable)lm;
+            using var logging = NodeLogging.Create(r.GetValue(verbose), quiet: !r.GetValue(verbose));
+            await using var client = swarm.Requested(r)
+                ? await swarm.OpenAsync(r, r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)), logging, ct).ConfigureAwait(false)
+                : null;
+            var (lm, tokenizer) = client is not null ? (client.Model, client.Tokenizer)
+                : ((ICausalLM, ITokenizer?))ModelLoading.Load(r.GetValue(model), ModelLoading.ParseDtype(r.GetValue(dtype)));
+            using var local = client is null ? (IDisposable)lm : null;
             var ids = PromptIds(r.GetValue(prompt), r.GetValue(promptIds), tokenizer);
             var result = await StreamAsync(lm, tokenizer, ids, options, Console.Out, ct).ConfigureAwait(false);
             if (r.GetValue(json))

@@ -8,7 +8,9 @@ namespace Pollen.Cli.Commands;
 /// stdout carries only what scripts read (addresses, the JSON object).</summary>
 internal static class NodeLogging
 {
-    public static ILoggerFactory Create(bool verbose) => LoggerFactory.Create(b =>
+    /// <param name="verbose">Debug level.</param>
+    /// <param name="quiet">Warnings and errors only (for commands whose output is the result, like <c>generate</c>).</param>
+    public static ILoggerFactory Create(bool verbose, bool quiet = false) => LoggerFactory.Create(b =>
     {
         b.AddSimpleConsole(c =>
         {
@@ -16,7 +18,7 @@ internal static class NodeLogging
             c.TimestampFormat = "HH:mm:ss ";
         });
         b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        b.SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Information);
+        b.SetMinimumLevel(verbose ? LogLevel.Debug : quiet ? LogLevel.Warning : LogLevel.Information);
         b.AddFilter("Microsoft", LogLevel.Warning);
         b.AddFilter("Grpc", LogLevel.Warning);
     });

@@ -6,4 +6,10 @@ internal static partial class Log
 {
     [LoggerMessage(EventId = 320, Level = LogLevel.Warning, Message = "Server {Server} failed a step, banned for {Ban}; rerouting its blocks and replaying: {Reason}")]
     internal static partial void HopFailed(ILogger logger, string server, TimeSpan ban, string reason);
+
+    [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "Server {Server} failed its check, banned for {Ban}: {Reason}")]
+    internal static partial void ProbeFailed(ILogger logger, string server, TimeSpan ban, string reason);
+
+    [LoggerMessage(EventId = 322, Level = LogLevel.Warning, Message = "Waiting for servers ({Remaining} left): {Missing}")]
+    internal static partial void WaitingForBlocks(ILogger logger, string missing, TimeSpan remaining);
 }

@@ -44,7 +44,8 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         if (_hops.Count == 0)
         {
             _batch = batch;
-            _hops.AddRange(model.FindRoute(0, model.Config.NumHiddenLayers).Select(r => new Hop(r.Server, r.Start, r.End, [])));
+            var route = await model.FindRouteAsync(0, model.Config.NumHiddenLayers, cancellationToken: cancellationToken).ConfigureAwait(false);
+            _hops.AddRange(route.Select(r => new Hop(r.Server, r.Start, r.End, [])));
         }
         else if (batch != _batch)
         {
@@ -87,7 +88,8 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         }
         while (true)
         {
-            var replacement = model.FindRoute(old.Start, old.End).Select(r => new Hop(r.Server, r.Start, r.End, [])).ToList();
+            var route = await model.FindRouteAsync(old.Start, old.End, refresh: true, cancellationToken).ConfigureAwait(false);
+            var replacement = route.Select(r => new Hop(r.Server, r.Start, r.End, [])).ToList();
             var inputs = old.History;
             Hop? current = null;
             try

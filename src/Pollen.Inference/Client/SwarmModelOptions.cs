@@ -23,6 +23,21 @@ public sealed class SwarmModelOptions
     /// <summary>Failed hops tolerated within one step before it fails. Default 8.</summary>
     public int MaxFailuresPerStep { get; set; } = 8;
 
+    /// <summary>
+    /// How long route finding waits for a server to host blocks nobody serves (a server may be joining)
+    /// before it fails naming them. Default 60 s; zero fails at once.
+    /// </summary>
+    public TimeSpan MissingBlocksTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How often the server list is fetched again while waiting for missing blocks. Default 1 s.</summary>
+    public TimeSpan RetryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A server's round trip and span are checked again after this long. Default 5 minutes.</summary>
+    public TimeSpan ProbeInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Deadline of the check (an <c>Info</c> call) of one server. Default 3 s.</summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
     /// <summary>Largest message, in bytes. Default 64 MiB.</summary>
     public int MaxMessageBytes { get; set; } = 64 << 20;
 
@@ -36,6 +51,10 @@ public sealed class SwarmModelOptions
         if (StepTimeout <= TimeSpan.Zero || SessionDeadline <= TimeSpan.Zero || BanDuration <= TimeSpan.Zero || MaxBanDuration < BanDuration)
         {
             throw new ArgumentException("timeouts and bans must be positive, and the longest ban at least the first");
+        }
+        if (MissingBlocksTimeout < TimeSpan.Zero || RetryInterval <= TimeSpan.Zero || ProbeInterval <= TimeSpan.Zero || ProbeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("--wait-for-blocks may not be negative, and the retry and probe intervals must be positive");
         }
         if (MaxFailuresPerStep < 1)
         {

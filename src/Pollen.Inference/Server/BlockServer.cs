@@ -130,6 +130,7 @@ public sealed partial class BlockServer : IDisposable
         FreeCacheTokens = FreeCacheTokens,
         HiddenSize = (int)Config.HiddenSize,
         MaxPosition = Config.MaxPositionEmbeddings,
+        ConfigFingerprint = Config.Fingerprint(),
     };
 
     /// <summary>Runs a stateless forward.</summary>

@@ -41,7 +41,7 @@ public sealed class BlockServerHost : IAsyncDisposable
         var max = server.Options.MaxMessageBytes + (64 << 10);
         // streams are long-lived; each message is capped by gRPC
         var builder = GrpcHost.CreateBuilder(listenAddress, port, max, maxRequestBodyBytes: null, loggerFactory);
-        builder.Services.AddSingleton(server);
+        builder.Services.AddSingleton(new BlockServing.Slot { Server = server });
         var app = builder.Build();
         app.MapGrpcService<BlocksService>();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);

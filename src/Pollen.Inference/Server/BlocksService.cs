@@ -12,15 +12,18 @@ namespace Pollen.Inference.Server;
 /// what state a half-applied step left, so it reopens (here or elsewhere) and replays. Errors other than
 /// <see cref="RpcException"/> become INTERNAL with a fixed message; details go to the log only.
 /// </summary>
-internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> logger) : Blocks.BlocksBase
+internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksService> logger) : Blocks.BlocksBase
 {
-    public override Task<InfoReply> Info(InfoRequest request, ServerCallContext context) => Task.FromResult(server.Info());
+    // one instance per call: a call keeps the server it started with even if the slot changes
+    private readonly BlockServer _server = slot.Server ?? throw new RpcException(new Status(StatusCode.Unavailable, "this server is not serving blocks (loading or stopping)"));
+
+    public override Task<InfoReply> Info(InfoRequest request, ServerCallContext context) => Task.FromResult(_server.Info());
 
     public override async Task<ForwardReply> Forward(ForwardRequest request, ServerCallContext context) =>
-        new() { Hidden = await GuardAsync(server.ForwardAsync, request).ConfigureAwait(false) };
+        new() { Hidden = await GuardAsync(_server.ForwardAsync, request).ConfigureAwait(false) };
 
     public override async Task<BackwardReply> Backward(BackwardRequest request, ServerCallContext context) =>
-        new() { GradInput = await GuardAsync(server.BackwardAsync, request).ConfigureAwait(false) };
+        new() { GradInput = await GuardAsync(_server.BackwardAsync, request).ConfigureAwait(false) };
 
     public override async Task Inference(IAsyncStreamReader<InferenceRequest> requestStream, IServerStreamWriter<InferenceReply> responseStream, ServerCallContext context)
     {
@@ -39,10 +42,10 @@ internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> l
                         {
                             throw new RpcException(new Status(StatusCode.FailedPrecondition, "this stream already has a session; open another stream for another session"));
                         }
-                        session = server.OpenSession(request.Open, expired);
+                        session = _server.OpenSession(request.Open, expired);
                         await responseStream.WriteAsync(new InferenceReply
                         {
-                            Opened = new SessionOpened { SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), FreeCacheTokens = server.FreeCacheTokens },
+                            Opened = new SessionOpened { SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), FreeCacheTokens = _server.FreeCacheTokens },
                         }, linked.Token).ConfigureAwait(false);
                         break;
                     case InferenceRequest.KindOneofCase.Step:
@@ -50,7 +53,7 @@ internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> l
                         {
                             throw new RpcException(new Status(StatusCode.FailedPrecondition, "unknown session: send open before the first step"));
                         }
-                        var hidden = await server.StepAsync(session, request.Step).WaitAsync(linked.Token).ConfigureAwait(false);
+                        var hidden = await _server.StepAsync(session, request.Step).WaitAsync(linked.Token).ConfigureAwait(false);
                         await responseStream.WriteAsync(new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = request.Step.StepId } }, linked.Token).ConfigureAwait(false);
                         break;
                     case InferenceRequest.KindOneofCase.Close:
@@ -62,7 +65,7 @@ internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> l
         }
         catch (OperationCanceledException) when (session?.Expired == true)
         {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"the session was idle for {server.Options.IdleTimeout} and was closed; open a new one"));
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"the session was idle for {_server.Options.IdleTimeout} and was closed; open a new one"));
         }
         catch (Exception e) when (e is not RpcException and not OperationCanceledException)
         {
@@ -72,7 +75,7 @@ internal sealed class BlocksService(BlockServer server, ILogger<BlocksService> l
         {
             if (session is not null)
             {
-                server.CloseSession(session);
+                _server.CloseSession(session);
             }
         }
     }

@@ -206,6 +206,17 @@ public sealed record ModelConfig
         return config;
     }
 
+    /// <summary>
+    /// A short hash of everything that shapes the computation (the keys <see cref="ToJson"/> writes, not
+    /// unread extra keys), so peers can check they hold the same architecture before exchanging hidden
+    /// states: 16 lowercase hex digits of SHA-256.
+    /// </summary>
+    public string Fingerprint()
+    {
+        var json = (this with { ExtraKeys = new Dictionary<string, JsonNode?>() }).ToJson();
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(json)))[..16];
+    }
+
     /// <summary>Writes the config as <c>config.json</c> text (Hugging Face key names).</summary>
     public string ToJson()
     {

@@ -14,10 +14,10 @@ public sealed class Announcer : IAsyncDisposable
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _loop;
 
-    private Announcer(DhtNode node, Func<PeerAnnouncement> current, TimeSpan ttl, TimeProvider time, ILogger logger)
+    private Announcer(Func<CancellationToken, Task> publish, TimeSpan ttl, TimeProvider time, ILogger logger)
     {
         Ttl = ttl;
-        _loop = RunAsync(node, current, time, logger, _stopping.Token);
+        _loop = RunAsync(publish, time, logger, _stopping.Token);
     }
 
     /// <summary>How long each published announcement stays valid.</summary>
@@ -32,20 +32,27 @@ public sealed class Announcer : IAsyncDisposable
     private int _published;
 
     /// <summary>Starts announcing; <paramref name="current"/> is called before every publication.</summary>
-    public static Announcer Start(DhtNode node, Func<PeerAnnouncement> current, TimeSpan ttl, TimeProvider time, ILogger logger)
+    public static Announcer Start(DhtNode node, Func<PeerAnnouncement> current, TimeSpan ttl, TimeProvider time, ILogger logger) =>
+        Start(ct => PeerDirectory.AnnounceAsync(node, current(), ttl, time, ct), ttl, time, logger);
+
+    /// <summary>
+    /// Starts calling <paramref name="publish"/> at once and then every <c>ttl / 3</c>; it should store
+    /// records valid for <paramref name="ttl"/> (for subsystems announcing more than the peer directory entry).
+    /// </summary>
+    public static Announcer Start(Func<CancellationToken, Task> publish, TimeSpan ttl, TimeProvider time, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(ttl, TimeSpan.FromSeconds(3));
-        return new Announcer(node, current, ttl, time, logger);
+        return new Announcer(publish, ttl, time, logger);
     }
 
-    private async Task RunAsync(DhtNode node, Func<PeerAnnouncement> current, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
+    private async Task RunAsync(Func<CancellationToken, Task> publish, TimeProvider time, ILogger logger, CancellationToken cancellationToken)
     {
         await Task.Yield();
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
-                await PeerDirectory.AnnounceAsync(node, current(), Ttl, time, cancellationToken).ConfigureAwait(false);
+                await publish(cancellationToken).ConfigureAwait(false);
                 Interlocked.Increment(ref _published);
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -1,17 +1,27 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Pollen.Inference.Client;
+using Pollen.Inference.Routing;
 using Pollen.Model.Generation;
+using Pollen.Swarm;
+using Pollen.Swarm.Identity;
 using Pollen.Tests.Cli;
 using Pollen.Tests.Model;
 
 namespace Pollen.Tests.Inference;
 
-/// <summary>Separate <c>pollen serve</c> processes: a generation survives one of them being SIGKILLed.</summary>
+/// <summary>
+/// Separate <c>pollen serve</c> processes that choose their blocks from the DHT (<c>--num-blocks</c>) fill
+/// a model in; a 200-token generation survives the server it is using being SIGKILLed, and
+/// <c>pollen generate --initial-peers</c> finds the survivors.
+/// </summary>
 [Collection(nameof(InferenceSerial))]
 public sealed class ServeProcessTests : IDisposable
 {
     private readonly List<Process> _processes = [];
+    private readonly string _homes = Path.Combine(Path.GetTempPath(), "pollen-serve-tests-" + Guid.NewGuid().ToString("N"));
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public void Dispose()
     {
@@ -24,51 +34,84 @@ public sealed class ServeProcessTests : IDisposable
             }
             p.Dispose();
         }
+        if (Directory.Exists(_homes))
+        {
+            Directory.Delete(_homes, recursive: true);
+        }
     }
 
     [Fact]
-    public async Task GenerationThroughServeProcessesSurvivesASigkilledServer()
+    public async Task ServersFillTheModelInAndAGenerationSurvivesOneBeingSigkilled()
     {
-        var config = ModelTestConfigs.Tiny() with { NumHiddenLayers = 4 };
+        var config = ModelTestConfigs.Tiny() with { NumHiddenLayers = 4, MaxPositionEmbeddings = 256 };
         await using var swarm = await InferenceSwarm.StartAsync(config, []);
-        var spans = new List<ServerSpan>();
-        foreach (var blocks in new[] { "0:2", "2:4", "0:2" })
-        {
-            spans.Add(await StartServeAsync(swarm.Directory, blocks));
-        }
-        var options = new GenerationOptions { MaxNewTokens = 30, StopAtEos = false };
-        int[] prompt = [4, 8, 15, 16, 23];
-        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, options, TestContext.Current.CancellationToken);
+        var first = await StartServeAsync(swarm.Directory, null, "--num-blocks", "2");
+        var second = await StartServeAsync(swarm.Directory, first.Address, "--num-blocks", "2");
+        var third = await StartServeAsync(swarm.Directory, first.Address, "--num-blocks", "2");
+        // each chose the blocks served by the fewest peers at the time it joined
+        Assert.Equal([(0, 2), (2, 4), (0, 2)], new[] { first, second, third }.Select(s => (s.Start, s.End)));
 
-        using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), spans);
+        var options = new GenerationOptions { MaxNewTokens = 200, StopAtEos = false };
+        int[] prompt = [4, 8, 15, 16, 23];
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, options, Ct);
+
+        var clientOptions = new SwarmOptions { ListenAddress = "127.0.0.1" };
+        clientOptions.InitialPeers.Add(second.Address);
+        using var identity = NodeIdentity.CreateEphemeral();
+        await using var node = await SwarmNode.StartAsync(clientOptions, identity, cancellationToken: Ct);
+        var ends = ModelEnds.Load(swarm.Directory);
+        using var directory = new DhtServerDirectory(node.Dht, Path.GetFileName(swarm.Directory), ends.Config.Fingerprint(), 4);
+        using var model = new SwarmModel(ends, directory);
         var ids = new List<int>();
-        await foreach (var token in TextGenerator.GenerateAsync(model, null, prompt, options, TestContext.Current.CancellationToken))
+        string? killed = null;
+        await foreach (var token in TextGenerator.GenerateAsync(model, null, prompt, options, Ct))
         {
             ids.Add(token.Id);
-            if (ids.Count == 10)
+            if (ids.Count == 100)
             {
-                _processes[0].Kill(); // SIGKILL on Unix: no shutdown code runs
-                await _processes[0].WaitForExitAsync(TestContext.Current.CancellationToken);
+                // SIGKILL (no shutdown code runs) the server running blocks 0..1 for this generation
+                killed = model.LastRoute[0].Server.Address;
+                var victim = _processes[killed == first.Address ? 0 : 2];
+                victim.Kill();
+                await victim.WaitForExitAsync(Ct);
             }
         }
         Assert.Equal(local.Ids, ids);
-        Assert.True(model.Bans.IsBanned(spans[0].Address));
-        Assert.False(_processes[1].HasExited);
-        Assert.False(_processes[2].HasExited);
+        Assert.True(model.Bans.IsBanned(killed!));
+        Assert.NotEqual(killed, model.LastRoute[0].Server.Address);
 
-        // the command line through the surviving servers
-        var cli = await PollenProcess.RunAsync("generate", "--model", swarm.Directory, "--servers", spans[2].ToString(), spans[1].ToString(),
+        // the command line finds the survivors through any of them
+        var survivor = killed == first.Address ? third : first;
+        var cli = await PollenProcess.RunAsync("generate", "--model", swarm.Directory, "--initial-peers", survivor.Address,
             "--prompt-ids", string.Join(',', prompt), "--temperature", "0", "--max-new-tokens", "30", "--json");
         Assert.True(cli.ExitCode == 0, cli.Stderr);
-        var localDefaults = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, new GenerationOptions { MaxNewTokens = 30 }, TestContext.Current.CancellationToken);
+        var localDefaults = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, new GenerationOptions { MaxNewTokens = 30 }, Ct);
         Assert.Equal(localDefaults.Ids, cli.Json["ids"]!.AsArray().Select(i => (int)i!));
     }
 
-    private async Task<ServerSpan> StartServeAsync(string directory, string blocks)
+    [Fact]
+    public async Task GenerateNamesTheMissingBlocksWhenNoServerComes()
     {
-        var process = PollenProcess.Start("serve", "--model", directory, "--blocks", blocks, "--listen", "127.0.0.1", "--port", "0", "--json");
+        var config = ModelTestConfigs.Tiny() with { NumHiddenLayers = 4 };
+        await using var swarm = await InferenceSwarm.StartAsync(config, []);
+        var server = await StartServeAsync(swarm.Directory, null, "--blocks", "0:3");
+        var cli = await PollenProcess.RunAsync("generate", "--model", swarm.Directory, "--initial-peers", server.Address,
+            "--prompt-ids", "1,2,3", "--max-new-tokens", "5", "--wait-for-blocks", "1");
+        Assert.Equal(1, cli.ExitCode);
+        Assert.Contains("block 3", cli.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--blocks 3:4", cli.Stderr, StringComparison.Ordinal);
+    }
+
+    private async Task<ServerSpan> StartServeAsync(string directory, string? join, params string[] blocks)
+    {
+        string[] args = ["serve", "--model", directory, .. blocks, "--listen", "127.0.0.1", "--home", Path.Combine(_homes, $"server-{_processes.Count}"), "--json"];
+        if (join is not null)
+        {
+            args = [.. args, "--initial-peers", join];
+        }
+        var process = PollenProcess.Start(args);
         _processes.Add(process);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         timeout.CancelAfter(TimeSpan.FromSeconds(60));
         while (await process.StandardOutput.ReadLineAsync(timeout.Token) is { } line)
         {
@@ -78,6 +121,6 @@ public sealed class ServeProcessTests : IDisposable
                 return new ServerSpan((string)json["address"]!, (int)json["start_block"]!, (int)json["end_block"]!);
             }
         }
-        throw new InvalidOperationException($"pollen serve --blocks {blocks} exited: {await process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken)}");
+        throw new InvalidOperationException($"pollen serve {string.Join(' ', blocks)} exited: {await process.StandardError.ReadToEndAsync(Ct)}");
     }
 }

@@ -20,7 +20,7 @@ public class SwarmGenerationTests
         var remote = await TextGenerator.GenerateToEndAsync(model, null, Prompt, Greedy, TestContext.Current.CancellationToken);
         Assert.Equal(Greedy.MaxNewTokens, local.Ids.Count);
         Assert.Equal(local.Ids, remote.Ids);
-        Assert.Equal(4, model.FindRoute(0, 4).Count);
+        Assert.Equal(4, (await model.FindRouteAsync(0, 4, cancellationToken: TestContext.Current.CancellationToken)).Count);
     }
 
     [Fact]
@@ -47,7 +47,7 @@ public class SwarmGenerationTests
         Assert.Equal(local.Ids, ids);
         Assert.True(model.Bans.IsBanned(swarm.Spans[0].Address));
         Assert.True(model.Bans.IsBanned(swarm.Spans[1].Address));
-        Assert.Equal([swarm.Spans[2], swarm.Spans[3]], model.FindRoute(0, 4).Select(r => r.Server));
+        Assert.Equal([swarm.Spans[2], swarm.Spans[3]], (await model.FindRouteAsync(0, 4, cancellationToken: TestContext.Current.CancellationToken)).Select(r => r.Server));
     }
 
     [Fact]
@@ -74,6 +74,6 @@ public class SwarmGenerationTests
         Assert.True(await stall!);
         Assert.Equal(local.Ids, ids);
         Assert.True(model.Bans.IsBanned(swarm.Spans[0].Address));
-        Assert.Equal(swarm.Spans[1], Assert.Single(model.FindRoute(0, 4)).Server);
+        Assert.Equal(swarm.Spans[1], Assert.Single((await model.FindRouteAsync(0, 4, cancellationToken: TestContext.Current.CancellationToken))).Server);
     }
 }
