@@ -102,6 +102,50 @@ public sealed class ServeProcessTests : IDisposable
         Assert.Contains("--blocks 3:4", cli.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ResidentMemoryStaysFlatAcross1000Sessions()
+    {
+        var config = ModelTestConfigs.Tiny() with { HiddenSize = 256, HeadDim = 64, NumAttentionHeads = 4, NumKeyValueHeads = 4, IntermediateSize = 512, NumHiddenLayers = 2, MaxPositionEmbeddings = 256 };
+        await using var swarm = await InferenceSwarm.StartAsync(config, []);
+        var server = await StartServeAsync(swarm.Directory, null, "--blocks", "0:2", "--cache-tokens", "4096");
+        var pid = _processes[0].Id;
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress("http://" + server.Address);
+        var options = new SwarmModelOptions();
+        // each session: open for 256 tokens, a 32-token prefill, 3 one-token steps, close — 4 at a time
+        var prefill = (Hidden: Pollen.Inference.Wire.TensorWire.Encode(TorchSharp.torch.randn(1, 32, config.HiddenSize) * 0.1),
+            Positions: Pollen.Inference.Wire.TensorWire.Encode(Pollen.Model.Llama.Transformer.DefaultPositions(1, 32).contiguous()));
+        var steps = Enumerable.Range(32, 3).Select(p => (Hidden: Pollen.Inference.Wire.TensorWire.Encode(TorchSharp.torch.randn(1, 1, config.HiddenSize) * 0.1),
+            Positions: Pollen.Inference.Wire.TensorWire.Encode(Pollen.Model.Llama.Transformer.DefaultPositions(1, 1, p).contiguous()))).ToList();
+        async Task RunSessionsAsync(int count) => await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = Ct }, async (_, ct) =>
+        {
+            await using var span = await RemoteSpan.OpenAsync(channel, server, 0, 2, 256, 1, options, ct);
+            await span.StepAsync(prefill.Hidden, prefill.Positions, ct);
+            foreach (var (hidden, positions) in steps)
+            {
+                await span.StepAsync(hidden, positions, ct);
+            }
+        });
+        await RunSessionsAsync(100); // warm-up: JIT, allocator pools, GC heap
+        var before = ResidentBytes(pid);
+        await RunSessionsAsync(1000);
+        var after = ResidentBytes(pid);
+        Assert.True(after <= before * 1.10, $"resident memory grew from {before >> 20} MiB to {after >> 20} MiB over 1000 sessions");
+        // every cache was given back
+        var client = new Pollen.Inference.Protos.Blocks.BlocksClient(channel);
+        await Pollen.Tests.Swarm.TestSwarm.WaitUntilAsync(() =>
+        {
+            var info = client.Info(new Pollen.Inference.Protos.InfoRequest(), cancellationToken: Ct);
+            return info.FreeCacheTokens == info.MaxCacheTokens;
+        }, TimeSpan.FromSeconds(10), "all cache tokens free");
+        TestContext.Current.TestOutputHelper?.WriteLine($"resident memory: {before >> 20} MiB after 100 sessions, {after >> 20} MiB after 1100");
+    }
+
+    private static long ResidentBytes(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+
     private async Task<ServerSpan> StartServeAsync(string directory, string? join, params string[] blocks)
     {
         string[] args = ["serve", "--model", directory, .. blocks, "--listen", "127.0.0.1", "--home", Path.Combine(_homes, $"server-{_processes.Count}"), "--json"];
