@@ -12,6 +12,7 @@ var root = new RootCommand("Pollen: train and serve language models on machines 
     DhtCommand.Create(),
     ServeCommand.Create(),
     PeersCommand.Create(),
+    ApiCommand.Create(),
 };
 Shutdown.Install();
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Shutdown.Token).ConfigureAwait(false);

@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Pollen.Model;
+using Pollen.Model.Tokenizers;
+using Pollen.Node.Api;
+
+namespace Pollen.Cli.Commands;
+
+/// <summary><c>pollen api</c>: serves a model over an OpenAI-compatible HTTP API until stopped.</summary>
+internal static class ApiCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Checkpoint directory (config.json + model.safetensors [+ tokenizer files])." };
+        var modelId = new Option<string?>("--model-id") { Description = "The id clients put in 'model' (default: the directory name)." };
+        var listen = new Option<string>("--listen") { Description = "Address to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only).", DefaultValueFactory = _ => "0.0.0.0" };
+        var port = new Option<int>("--port") { Description = "HTTP port (0 = any free port).", DefaultValueFactory = _ => new ApiOptions().Port };
+        var dtype = ModelLoading.DtypeOption();
+        var threads = CommonOptions.Threads();
+        var verbose = new Option<bool>("--verbose") { Description = "Log every request (debug level)." };
+        var json = CommonOptions.Json();
+        var command = new Command("api", "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /input) until Ctrl+C.")
+        {
+            model, modelId, listen, port, dtype, threads, verbose, json,
+        };
+        command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var directory = r.GetValue(model);
+            var (lm, tokenizer) = OpenModel(directory, ModelLoading.ParseDtype(r.GetValue(dtype)));
+            using var _ = lm as IDisposable;
+            var id = r.GetValue(modelId) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory!)));
+            var served = new ServedModel(id, lm, tokenizer);
+            using var logging = NodeLogging.Create(r.GetValue(verbose));
+            var options = new ApiOptions { ListenAddress = r.GetValue(listen)!, Port = r.GetValue(port) };
+            await using (var server = await ApiServer.StartAsync(served, options, logging, cancellationToken: ct).ConfigureAwait(false))
+            {
+                var url = server.Url.ToString();
+                Console.Out.WriteLine($"serving  {id} ({served.ContextLength} tokens of context{(tokenizer is null ? "; no tokenizer: token-id prompts only" : "")})");
+                Console.Out.WriteLine($"url      {url}  (OpenAI base URL: {url}v1)");
+                Console.Out.WriteLine($"try      curl {url}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 20}}'");
+                if (r.GetValue(json))
+                {
+                    CommonOptions.PrintJson(new JsonObject { ["url"] = url, ["port"] = server.Url.Port, ["model_id"] = id });
+                }
+                await CommonOptions.RunUntilStoppedAsync(ct).ConfigureAwait(false);
+                // stop taking requests before the model goes away (leaving this block)
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>The model behind the API: a local checkpoint, loaded whole.</summary>
+    internal static (ICausalLM Model, ITokenizer? Tokenizer) OpenModel(string? directory, TorchSharp.torch.ScalarType dtype) =>
+        ModelLoading.Load(directory, dtype);
+}
