@@ -12,26 +12,34 @@ internal static class ApiCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Checkpoint directory (config.json + model.safetensors [+ tokenizer files])." };
-        var modelId = new Option<string?>("--model-id") { Description = "The id clients put in 'model' (default: the directory name)." };
+        var swarm = new SwarmLoading();
+        var modelId = swarm.ModelId; // the id clients put in 'model', and the one servers announce
         var listen = new Option<string>("--listen") { Description = "Address to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only).", DefaultValueFactory = _ => "0.0.0.0" };
         var port = new Option<int>("--port") { Description = "HTTP port (0 = any free port).", DefaultValueFactory = _ => new ApiOptions().Port };
         var dtype = ModelLoading.DtypeOption();
         var threads = CommonOptions.Threads();
         var verbose = new Option<bool>("--verbose") { Description = "Log every request (debug level)." };
         var json = CommonOptions.Json();
-        var command = new Command("api", "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /input) until Ctrl+C.")
+        var command = new Command("api", "Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /input) until Ctrl+C; with --initial-peers or --servers its blocks run on the swarm.")
         {
-            model, modelId, listen, port, dtype, threads, verbose, json,
+            model, listen, port, dtype, threads, verbose, json,
         };
+        foreach (var option in swarm.All)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var directory = r.GetValue(model);
-            var (lm, tokenizer) = OpenModel(directory, ModelLoading.ParseDtype(r.GetValue(dtype)));
-            using var _ = lm as IDisposable;
+            using var logging = NodeLogging.Create(r.GetValue(verbose));
+            await using var client = swarm.Requested(r)
+                ? await swarm.OpenAsync(r, directory, ModelLoading.ParseDtype(r.GetValue(dtype)), logging, ct).ConfigureAwait(false)
+                : null;
+            var (lm, tokenizer) = client is not null ? (client.Model, client.Tokenizer) : OpenModel(directory, ModelLoading.ParseDtype(r.GetValue(dtype)));
+            using var _ = client is null ? lm as IDisposable : null;
             var id = r.GetValue(modelId) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory!)));
             var served = new ServedModel(id, lm, tokenizer);
-            using var logging = NodeLogging.Create(r.GetValue(verbose));
             var options = new ApiOptions { ListenAddress = r.GetValue(listen)!, Port = r.GetValue(port) };
             await using (var server = await ApiServer.StartAsync(served, options, logging, cancellationToken: ct).ConfigureAwait(false))
             {

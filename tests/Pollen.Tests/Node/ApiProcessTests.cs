@@ -54,6 +54,61 @@ public sealed class ApiProcessTests
         }
     }
 
+    [Fact]
+    public async Task ApiProcessGeneratesThroughServeProcessesAndAnswers503WhenTheyAreGone()
+    {
+        using var files = new CheckpointTestFiles();
+        using (var model = ApiFixture.CreateModel())
+        {
+            ModelCheckpoint.Save(files.Directory, model);
+        }
+        var homes = Path.Combine(files.Directory, "homes");
+        var processes = new List<Process>();
+        try
+        {
+            var first = StartTracked(processes, "serve", "--model", files.Directory, "--model-id", "tiny", "--blocks", "0:1", "--listen", "127.0.0.1", "--home", Path.Combine(homes, "a"), "--json");
+            var address = (string)(await ReadJsonLineAsync(first) ?? throw new InvalidOperationException("pollen serve exited"))["address"]!;
+            var second = StartTracked(processes, "serve", "--model", files.Directory, "--model-id", "tiny", "--blocks", "1:2", "--listen", "127.0.0.1", "--home", Path.Combine(homes, "b"),
+                "--initial-peers", address, "--json");
+            Assert.NotNull(await ReadJsonLineAsync(second));
+            var api = StartTracked(processes, "api", "--model", files.Directory, "--model-id", "tiny", "--initial-peers", address, "--wait-for-blocks", "1",
+                "--listen", "127.0.0.1", "--port", "0", "--json");
+            var url = new Uri((string)(await ReadJsonLineAsync(api) ?? throw new InvalidOperationException("pollen api exited"))["url"]!);
+
+            ChatCompletion reply = await ApiFixture.Chat(url, "tiny").CompleteChatAsync(
+                [new UserChatMessage("Hi there")], new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 10 }, TestContext.Current.CancellationToken);
+            using var local = ApiFixture.CreateModel();
+            var expected = await ApiFixture.LocalAsync(local, ChatPrompt.Format([new(ChatPrompt.Role.User, "Hi there")]),
+                new GenerationOptions { MaxNewTokens = 10, StopStrings = [ChatPrompt.UserTurn] });
+            Assert.Equal(expected.Text.TrimStart(), Assert.Single(reply.Content).Text);
+
+            second.Kill(); // SIGKILL: blocks 1.. have no server any more
+            await second.WaitForExitAsync(TestContext.Current.CancellationToken);
+            using var http = new HttpClient { BaseAddress = url };
+            var (status, body) = await ApiFixture.PostAsync(http, "/v1/chat/completions", """{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}""");
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, status);
+            Assert.Contains("block 1", (string)body!["error"]!["message"]!, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+                process.Dispose();
+            }
+        }
+    }
+
+    private static Process StartTracked(List<Process> processes, params string[] args)
+    {
+        var process = PollenProcess.Start(args);
+        processes.Add(process);
+        return process;
+    }
+
     private static async Task<JsonObject?> ReadJsonLineAsync(Process process)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
