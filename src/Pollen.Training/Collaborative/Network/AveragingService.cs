@@ -1,0 +1,78 @@
+using Grpc.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Pollen.Swarm;
+using Pollen.Training.Protos;
+
+namespace Pollen.Training.Collaborative.Network;
+
+/// <summary>The gRPC face of an <see cref="AveragingHub"/>, served on the swarm port.</summary>
+internal sealed class AveragingService(AveragingHub hub) : Averaging.AveragingBase
+{
+    public override async Task<PartReply> PutPart(PartRequest request, ServerCallContext context)
+    {
+        using var wait = WaitWithin(context);
+        await hub.PutPartAsync(request, wait.Token).ConfigureAwait(false);
+        return new PartReply();
+    }
+
+    public override async Task<ReducedReply> GetReduced(ReducedRequest request, ServerCallContext context)
+    {
+        using var wait = WaitWithin(context);
+        return await hub.GetReducedAsync(request, wait.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits end a little before the caller's deadline, so the caller still hears why.</summary>
+    private static CancellationTokenSource WaitWithin(ServerCallContext context)
+    {
+        var wait = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var left = context.Deadline - DateTime.UtcNow;
+        var limit = left > TimeSpan.FromMinutes(10) ? TimeSpan.FromMinutes(10) : left * 0.9;
+        wait.CancelAfter(limit > TimeSpan.Zero ? limit : TimeSpan.Zero);
+        return wait;
+    }
+
+    /// <summary>The averaging service for <see cref="SwarmNode.StartAsync"/>, with messages up to <paramref name="maxMessageBytes"/>.</summary>
+    public static SwarmServices Services(AveragingHub hub, int maxMessageBytes) => new()
+    {
+        Register = services =>
+        {
+            services.AddSingleton(hub);
+            services.AddGrpc().AddServiceOptions<AveragingService>(o =>
+            {
+                o.MaxReceiveMessageSize = maxMessageBytes;
+                o.MaxSendMessageSize = maxMessageBytes;
+            });
+        },
+        Map = endpoints => endpoints.MapGrpcService<AveragingService>(),
+    };
+}
+
+/// <summary>Serving averaging on a swarm node.</summary>
+public static class AveragingServing
+{
+    /// <summary>Largest part or reduced slice, in bytes (64 MiB: a 48M-parameter model's f32 delta split over 3 peers).</summary>
+    public const int DefaultMaxMessageBytes = 64 << 20;
+
+    /// <summary>The services to pass to <see cref="SwarmNode.StartAsync"/>.</summary>
+    public static SwarmServices Services(AveragingHub hub, int maxMessageBytes = DefaultMaxMessageBytes) => AveragingService.Services(hub, maxMessageBytes);
+
+    /// <summary>Combines several services on one port.</summary>
+    public static SwarmServices Combine(params SwarmServices[] services) => new()
+    {
+        Register = s =>
+        {
+            foreach (var service in services)
+            {
+                service.Register(s);
+            }
+        },
+        Map = e =>
+        {
+            foreach (var service in services)
+            {
+                service.Map(e);
+            }
+        },
+    };
+}
