@@ -67,6 +67,9 @@ public sealed class DilocoPeer : IDisposable
     /// <summary>Tokens one inner step consumes.</summary>
     public long TokensPerStep => _inner.TokensPerStep;
 
+    /// <summary>Hash of the parameter layout (names, shapes, order): peers average only with the same layout.</summary>
+    public string LayoutHash => _parameters.LayoutHash;
+
     /// <summary>Hash of the current parameters (equal on peers in sync).</summary>
     public string ParameterHash => _parameters.ContentHash();
 

@@ -1,0 +1,95 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Pollen.Swarm;
+using Pollen.Swarm.Identity;
+using Pollen.Swarm.Transport;
+
+namespace Pollen.Training.Collaborative.Network;
+
+/// <summary>Settings of DiLoCo over the swarm.</summary>
+public sealed record SwarmDilocoOptions
+{
+    /// <summary>The run all peers train together (letters, digits, '.', '_', '-').</summary>
+    public required string RunId { get; init; }
+
+    /// <summary>How long matchmaking waits for the live peers of a round. Default 30 s.</summary>
+    public TimeSpan MatchmakingWindow { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Encoding, aggregation and deadline of the all-reduce.</summary>
+    public AllReduceOptions AllReduce { get; init; } = new();
+
+    /// <summary>How long a progress entry stays valid without a new round. Default 10 minutes.</summary>
+    public TimeSpan ProgressTtl { get; init; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>What one round did.</summary>
+public sealed record SwarmRoundReport(long Round, int GroupSize, IReadOnlyList<int> ContributorsPerSlice, IReadOnlyList<string> Unreachable,
+    long BytesSent, long BytesReceived, string ParameterHash, TimeSpan InnerTime, TimeSpan AveragingTime);
+
+/// <summary>
+/// One peer of a DiLoCo run over the swarm: each round runs the inner steps, finds the round's group in
+/// the DHT, all-reduces Δ with it (<see cref="ButterflyAllReduce"/>), applies the outer step and
+/// publishes its progress. The peer's node must serve <see cref="AveragingServing.Services"/> for
+/// <paramref name="hub"/>.
+/// </summary>
+public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity identity, AveragingHub hub, SwarmDilocoOptions options,
+    TimeProvider? time = null, ILogger? logger = null) : IDisposable
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly ILogger _logger = logger ?? NullLogger.Instance;
+    private readonly PeerChannelPool _channels = new(AveragingServing.DefaultMaxMessageBytes + (64 << 10), TimeSpan.FromSeconds(5), 128);
+
+    /// <summary>The local side of DiLoCo.</summary>
+    public DilocoPeer Peer => peer;
+
+    /// <summary>Bytes of parts and results sent so far.</summary>
+    public long BytesSent { get; private set; }
+
+    /// <summary>Bytes of results received so far.</summary>
+    public long BytesReceived { get; private set; }
+
+    /// <summary>Publishes this peer's progress (call once before the first round so others expect it).</summary>
+    public Task PublishProgressAsync(CancellationToken cancellationToken, double? loss = null) =>
+        Matchmaker.PublishProgressAsync(node.Dht, options.RunId, new ProgressEntry
+        {
+            PeerId = node.PeerId.ToString(),
+            Address = node.Address,
+            Rounds = peer.Round,
+            Tokens = peer.InnerStep * peer.TokensPerStep,
+            ParameterHash = peer.ParameterHash,
+            Loss = loss,
+        }, options.ProgressTtl, _time, cancellationToken);
+
+    /// <summary>Runs one round: inner steps, matchmaking, all-reduce, outer step, progress.</summary>
+    public async Task<SwarmRoundReport> RunRoundAsync(CancellationToken cancellationToken)
+    {
+        var round = peer.Round;
+        var clock = _time.GetTimestamp();
+        // the inner steps are CPU work: off the caller's thread so several in-process peers (and gRPC) keep running
+        using var delta = await Task.Run(() => peer.InnerRound(cancellationToken), cancellationToken).ConfigureAwait(false);
+        var inner = _time.GetElapsedTime(clock);
+        clock = _time.GetTimestamp();
+        var group = await Matchmaker.MatchAsync(node.Dht, options.RunId, round, peer.LayoutHash, options.MatchmakingWindow, _time, cancellationToken).ConfigureAwait(false);
+        var result = await ButterflyAllReduce.RunAsync(hub, identity, group, delta, options.AllReduce, _channels, cancellationToken).ConfigureAwait(false);
+        using (result.Combined)
+        {
+            peer.ApplyOuter(result.Combined);
+        }
+        BytesSent += result.BytesSent;
+        BytesReceived += result.BytesReceived;
+        await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
+        var report = new SwarmRoundReport(round, group.Members.Count, result.ContributorsPerSlice, result.Unreachable, result.BytesSent, result.BytesReceived,
+            peer.ParameterHash, inner, _time.GetElapsedTime(clock));
+        Log.RoundDone(_logger, round, group.Members.Count, result.Unreachable.Count, result.BytesSent, report.ParameterHash[..12]);
+        return report;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _channels.Dispose();
+}
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Round {Round} averaged with {Members} peer(s) ({Unreachable} unreachable), {Bytes} bytes sent, parameters {Hash}")]
+    internal static partial void RoundDone(ILogger logger, long round, int members, int unreachable, long bytes, string hash);
+}

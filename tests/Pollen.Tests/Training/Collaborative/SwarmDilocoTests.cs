@@ -1,0 +1,137 @@
+using Pollen.Model.Llama;
+using Pollen.Swarm;
+using Pollen.Swarm.Identity;
+using Pollen.Tests.Swarm;
+using Pollen.Training.Collaborative;
+using Pollen.Training.Collaborative.Network;
+using Pollen.Training.Data;
+using Pollen.Training.Local;
+
+namespace Pollen.Tests.Training.Collaborative;
+
+/// <summary>DiLoCo between swarm peers on 127.0.0.1: matchmaking in the DHT, butterfly all-reduce over gRPC.</summary>
+public sealed class SwarmDilocoTests
+{
+    private static readonly Lazy<TokenDataset> Data = new(() => TrainingTestData.Stories(corpusSeed: 31, dataSeed: 2));
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task ThreePeersStayIdenticalAfterEveryRoundAndLossFalls()
+    {
+        await using var run = await DilocoSwarm.StartAsync(3, rounds: 3);
+        var before = run[0].Peer.Evaluate();
+        for (var round = 0; round < 3; round++)
+        {
+            var reports = await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+            Assert.All(reports, r => Assert.Equal(3, r.GroupSize));
+            Assert.All(reports, r => Assert.Equal([3, 3, 3], r.ContributorsPerSlice));
+            Assert.Single(reports.Select(r => r.ParameterHash).Distinct());
+            Assert.Single(run.Select(p => p.Peer.ParameterHash).Distinct());
+        }
+        var after = run[0].Peer.Evaluate();
+        Assert.True(after < before - 1.0, $"validation loss {before:F3} → {after:F3}");
+        var progress = await Matchmaker.ReadProgressAsync(run.Node(0).Dht, DilocoSwarm.RunId, Ct);
+        Assert.Equal(3, progress.Count);
+        Assert.All(progress, p => Assert.Equal(3, p.Rounds));
+        Assert.Single(progress.Select(p => p.ParameterHash).Distinct());
+    }
+
+    [Fact]
+    public async Task APeerKilledDuringARoundIsDroppedAndTheOthersContinue()
+    {
+        await using var run = await DilocoSwarm.StartAsync(3, rounds: 3, window: TimeSpan.FromSeconds(3), partTimeout: TimeSpan.FromSeconds(2));
+        await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+
+        // round 1: peer 2 dies as soon as it has said it is ready
+        var survivors = new[] { run[0].RunRoundAsync(Ct), run[1].RunRoundAsync(Ct) };
+        var doomed = run[2].RunRoundAsync(Ct);
+        await TestSwarm.WaitUntilAsync(() => run.Node(0).Dht.GetAsync(Matchmaker.RoundKey(DilocoSwarm.RunId, 1), Ct).Result.Entries.Count == 3,
+            TimeSpan.FromSeconds(60), "all three ready for round 1");
+        await run.KillAsync(2);
+        // the dead peer's own round ends too (it cannot reach anyone: it finishes alone or fails), within the deadlines
+        await Task.WhenAny(doomed, Task.Delay(TimeSpan.FromSeconds(60), Ct));
+        Assert.True(doomed.IsCompleted, "the killed peer's round hung");
+        var reports = await Task.WhenAll(survivors).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        Assert.Single(reports.Select(r => r.ParameterHash).Distinct());
+
+        // round 2 goes on without it, and nothing became NaN
+        var next = await Task.WhenAll(run[0].RunRoundAsync(Ct), run[1].RunRoundAsync(Ct)).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        Assert.All(next, r => Assert.Equal(2, r.GroupSize));
+        Assert.Single(next.Select(r => r.ParameterHash).Distinct());
+        Assert.True(double.IsFinite(run[0].Peer.Evaluate()));
+    }
+}
+
+/// <summary>N DiLoCo peers, each a swarm peer (peer 0 founds the DHT) with its own model, shard and averaging service.</summary>
+internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
+{
+    public const string RunId = "test-run";
+
+    private readonly List<(SwarmDiloco Diloco, SwarmNode Node, NodeIdentity Identity, AveragingHub Hub, Transformer Model)> _peers = [];
+    private readonly HashSet<int> _killed = [];
+
+    public SwarmDiloco this[int index] => _peers[index].Diloco;
+
+    public SwarmNode Node(int index) => _peers[index].Node;
+
+    public static async Task<DilocoSwarm> StartAsync(int count, int rounds, TimeSpan? window = null, TimeSpan? partTimeout = null)
+    {
+        var swarm = new DilocoSwarm();
+        var diloco = new DilocoOptions { InnerSteps = 10 };
+        var inner = new TrainerOptions { Steps = rounds * diloco.InnerSteps, BatchSize = 8, LearningRate = 3e-3, EvalEvery = 1000, EvalBatches = 4 };
+        var options = new SwarmDilocoOptions
+        {
+            RunId = RunId,
+            MatchmakingWindow = window ?? TimeSpan.FromSeconds(30),
+            AllReduce = new AllReduceOptions { PartTimeout = partTimeout ?? TimeSpan.FromSeconds(30) },
+        };
+        for (var k = 0; k < count; k++)
+        {
+            var identity = NodeIdentity.CreateEphemeral();
+            var hub = new AveragingHub();
+            var swarmOptions = new SwarmOptions { ListenAddress = "127.0.0.1", Home = Path.GetTempPath() };
+            if (k > 0)
+            {
+                swarmOptions.InitialPeers.Add(swarm._peers[0].Node.Address);
+            }
+            var node = await SwarmNode.StartAsync(swarmOptions, identity, services: AveragingServing.Services(hub), cancellationToken: TestContext.Current.CancellationToken);
+            var model = new Transformer(TrainingTestData.Tiny, seed: 11);
+            var peer = new DilocoPeer(model, Data.Value.Shard(k, count), inner, diloco);
+            swarm._peers.Add((new SwarmDiloco(peer, node, identity, hub, options), node, identity, hub, model));
+        }
+        foreach (var p in swarm._peers)
+        {
+            await p.Diloco.PublishProgressAsync(TestContext.Current.CancellationToken);
+        }
+        return swarm;
+    }
+
+    private static readonly Lazy<TokenDataset> Data = new(() => TrainingTestData.Stories(corpusSeed: 31, dataSeed: 2));
+
+    public async Task KillAsync(int index)
+    {
+        if (_killed.Add(index))
+        {
+            await _peers[index].Node.DisposeAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = 0; i < _peers.Count; i++)
+        {
+            await KillAsync(i);
+            var p = _peers[i];
+            p.Diloco.Dispose();
+            p.Diloco.Peer.Dispose();
+            p.Hub.Dispose();
+            p.Identity.Dispose();
+            p.Model.Dispose();
+        }
+    }
+
+    public IEnumerator<SwarmDiloco> GetEnumerator() => _peers.Select(p => p.Diloco).GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
