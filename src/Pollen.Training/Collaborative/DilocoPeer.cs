@@ -5,6 +5,17 @@ using static TorchSharp.torch;
 
 namespace Pollen.Training.Collaborative;
 
+/// <summary>A DiLoCo peer's shareable state: round, outer steps, θ_start and outer momentum (flat float32; owned, dispose it).</summary>
+public sealed record DilocoState(long Round, long OuterSteps, Tensor Parameters, Tensor? Momentum, string Layout) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Parameters.Dispose();
+        Momentum?.Dispose();
+    }
+}
+
 /// <summary>Settings of collaborative (DiLoCo) training.</summary>
 public sealed record DilocoOptions
 {
@@ -36,6 +47,7 @@ public sealed class DilocoPeer : IDisposable
     private readonly Trainer _inner;
     private readonly ParameterVector _parameters;
     private readonly OuterOptimizer _outer;
+    private readonly Lock _state = new();
     private Tensor _start;
 
     /// <summary>Creates a peer training <paramref name="model"/> on <paramref name="shard"/>.</summary>
@@ -85,11 +97,47 @@ public sealed class DilocoPeer : IDisposable
     /// <summary>Applies the round's combined Δ: θ = θ_start − η·Nesterov(Δ), which becomes the next θ_start.</summary>
     public void ApplyOuter(Tensor combinedDelta)
     {
-        var next = _outer.Step(_start, combinedDelta).DetachFromDisposeScope();
-        _parameters.Scatter(next);
-        _start.Dispose();
-        _start = next;
-        Round++;
+        lock (_state)
+        {
+            var next = _outer.Step(_start, combinedDelta).DetachFromDisposeScope();
+            _parameters.Scatter(next);
+            _start.Dispose();
+            _start = next;
+            Round++;
+        }
+    }
+
+    /// <summary>
+    /// A copy of the state another peer needs to join at this peer's round: the parameters at the start
+    /// of the round (θ_start), the outer momentum and the round count. Safe to call while inner steps run.
+    /// </summary>
+    public DilocoState SnapshotState()
+    {
+        lock (_state)
+        {
+            using var noGrad = no_grad();
+            return new DilocoState(Round, _outer.StepCount, _start.clone().DetachFromDisposeScope(), _outer.MomentumBuffer?.clone().DetachFromDisposeScope(), LayoutHash);
+        }
+    }
+
+    /// <summary>Takes over a state received from a peer (checked by the caller): parameters, outer momentum and round.</summary>
+    public void LoadState(DilocoState state)
+    {
+        if (state.Layout != LayoutHash || state.Parameters.numel() != Length)
+        {
+            throw new InvalidDataException($"the received state has layout {state.Layout} with {state.Parameters.numel()} values; this model has {LayoutHash} with {Length}");
+        }
+        lock (_state)
+        {
+            _parameters.Scatter(state.Parameters);
+            _start.Dispose();
+            _start = state.Parameters.to(float32).clone().DetachFromDisposeScope();
+            if (state.Momentum is { } momentum)
+            {
+                _outer.LoadState(momentum, state.OuterSteps, Length);
+            }
+            Round = (int)state.Round;
+        }
     }
 
     /// <summary>Validation loss of the current parameters.</summary>

@@ -20,6 +20,14 @@ public sealed class AveragingHub : IDisposable
     private readonly ConcurrentDictionary<(string Run, long Round), TaskCompletionSource<RoundSlice>> _rounds = new();
     private readonly TimeProvider _time;
 
+    private readonly ConcurrentDictionary<string, Func<DilocoState>> _states = new(StringComparer.Ordinal);
+
+    /// <summary>Offers <paramref name="snapshot"/>'s state of <paramref name="runId"/> to peers that ask (GetState).</summary>
+    public void OfferState(string runId, Func<DilocoState> snapshot) => _states[runId] = snapshot;
+
+    /// <summary>The state of <paramref name="runId"/>, or null when this peer trains no such run.</summary>
+    internal DilocoState? TakeSnapshot(string runId) => _states.TryGetValue(runId, out var snapshot) ? snapshot() : null;
+
     /// <summary>Creates a hub on <paramref name="time"/> (deadlines).</summary>
     public AveragingHub(TimeProvider? time = null) => _time = time ?? TimeProvider.System;
 

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,6 +21,34 @@ internal sealed class AveragingService(AveragingHub hub) : Averaging.AveragingBa
     {
         using var wait = WaitWithin(context);
         return await hub.GetReducedAsync(request, wait.Token).ConfigureAwait(false);
+    }
+
+    public override async Task GetState(StateRequest request, IServerStreamWriter<StateChunk> responseStream, ServerCallContext context)
+    {
+        using var state = hub.TakeSnapshot(request.RunId)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"this peer does not train run '{request.RunId}'"));
+        var parameters = StateTransfer.Bytes(state.Parameters);
+        var momentum = state.Momentum is null ? [] : StateTransfer.Bytes(state.Momentum);
+        await responseStream.WriteAsync(new StateChunk
+        {
+            Header = new StateHeader
+            {
+                Rounds = state.Round,
+                OuterSteps = state.OuterSteps,
+                Elements = state.Parameters.numel(),
+                Layout = state.Layout,
+                ParameterHash = StateTransfer.Hash(parameters),
+                HasMomentum = state.Momentum is not null,
+            },
+        }, context.CancellationToken).ConfigureAwait(false);
+        foreach (var bytes in new[] { parameters, momentum })
+        {
+            for (var offset = 0; offset < bytes.Length; offset += StateTransfer.ChunkBytes)
+            {
+                var data = ByteString.CopyFrom(bytes, offset, Math.Min(StateTransfer.ChunkBytes, bytes.Length - offset));
+                await responseStream.WriteAsync(new StateChunk { Data = data }, context.CancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Waits end a little before the caller's deadline, so the caller still hears why.</summary>

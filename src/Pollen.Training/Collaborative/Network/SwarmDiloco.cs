@@ -39,6 +39,17 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
     private readonly PeerChannelPool _channels = new(AveragingServing.DefaultMaxMessageBytes + (64 << 10), TimeSpan.FromSeconds(5), 128);
 
+    private readonly bool _offered = Offer(hub, options.RunId, peer);
+
+    private static bool Offer(AveragingHub hub, string runId, DilocoPeer peer)
+    {
+        hub.OfferState(runId, peer.SnapshotState);
+        return true;
+    }
+
+    /// <summary>Whether this peer's state is offered to others (always, once constructed).</summary>
+    public bool OffersState => _offered;
+
     /// <summary>The local side of DiLoCo.</summary>
     public DilocoPeer Peer => peer;
 
@@ -59,6 +70,48 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
             ParameterHash = peer.ParameterHash,
             Loss = loss,
         }, options.ProgressTtl, _time, cancellationToken);
+
+    /// <summary>
+    /// Catches up when needed: if the run's progress shows peers ahead of this one (it started late or
+    /// missed rounds), or peers at the same round agreeing on other parameters than this one's, downloads
+    /// the state the most peers of the newest round agree on from one of them (checked against their
+    /// signed progress) and takes it over. Returns true when it did.
+    /// </summary>
+    public async Task<bool> SyncAsync(CancellationToken cancellationToken)
+    {
+        var me = node.PeerId.ToString();
+        var others = (await Matchmaker.ReadProgressAsync(node.Dht, options.RunId, cancellationToken).ConfigureAwait(false))
+            .Where(p => p.PeerId != me && p.ParameterHash.Length == 64).ToList();
+        if (others.Count == 0)
+        {
+            return false;
+        }
+        var newest = others.Max(p => p.Rounds);
+        var current = others.Where(p => p.Rounds == newest).GroupBy(p => p.ParameterHash).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).First();
+        var mine = peer.ParameterHash;
+        var agreeing = others.Count(p => p.Rounds == peer.Round && p.ParameterHash == mine) + 1;
+        if (newest < peer.Round || (newest == peer.Round && (current.Key == mine || agreeing >= current.Count())))
+        {
+            return false;
+        }
+        foreach (var source in current.OrderBy(_ => Random.Shared.Next()))
+        {
+            try
+            {
+                using var state = await StateTransfer.DownloadAsync(_channels.Get(source.Address), options.RunId, peer.LayoutHash, peer.Length, current.Key,
+                    TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false);
+                peer.LoadState(state);
+                Log.Synced(_logger, state.Round, source.PeerId, current.Key[..12]);
+                await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception e) when (e is Grpc.Core.RpcException or InvalidDataException or IOException && !cancellationToken.IsCancellationRequested)
+            {
+                Log.SyncFailed(_logger, source.PeerId, e.Message);
+            }
+        }
+        throw new Swarm.SwarmUnavailableException($"this peer is behind (round {peer.Round}, the run is at {newest}) and no peer of round {newest} gave a valid state");
+    }
 
     /// <summary>Runs one round: inner steps, matchmaking, all-reduce, outer step, progress.</summary>
     public async Task<SwarmRoundReport> RunRoundAsync(CancellationToken cancellationToken)
@@ -92,4 +145,10 @@ internal static partial class Log
 {
     [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Round {Round} averaged with {Members} peer(s) ({Unreachable} unreachable), {Bytes} bytes sent, parameters {Hash}")]
     internal static partial void RoundDone(ILogger logger, long round, int members, int unreachable, long bytes, string hash);
+
+    [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Caught up: took over round {Round} state from {Peer} (parameters {Hash})")]
+    internal static partial void Synced(ILogger logger, long round, string peer, string hash);
+
+    [LoggerMessage(EventId = 502, Level = LogLevel.Warning, Message = "State download from {Peer} failed: {Reason}")]
+    internal static partial void SyncFailed(ILogger logger, string peer, string reason);
 }

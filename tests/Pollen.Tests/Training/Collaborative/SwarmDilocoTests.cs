@@ -63,6 +63,32 @@ public sealed class SwarmDilocoTests
     }
 }
 
+public sealed class SwarmDilocoJoinTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task AFreshPeerJoiningLateDownloadsTheStateAndContributesToTheNextRound()
+    {
+        await using var run = await DilocoSwarm.StartAsync(2, rounds: 4);
+        for (var round = 0; round < 2; round++)
+        {
+            await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+        }
+        var late = await run.AddPeerAsync(4, modelSeed: 99); // other initial weights, round 0
+        Assert.NotEqual(run[0].Peer.ParameterHash, late.Peer.ParameterHash);
+        Assert.True(await late.SyncAsync(Ct));
+        Assert.Equal(run[0].Peer.ParameterHash, late.Peer.ParameterHash);
+        Assert.Equal(2, late.Peer.Round);
+        Assert.False(await run[0].SyncAsync(Ct)); // peers in step do nothing
+
+        var reports = await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+        Assert.All(reports, r => Assert.Equal(3, r.GroupSize));
+        Assert.All(reports, r => Assert.Equal([3, 3, 3], r.ContributorsPerSlice));
+        Assert.Single(reports.Select(r => r.ParameterHash).Distinct());
+    }
+}
+
 /// <summary>N DiLoCo peers, each a swarm peer (peer 0 founds the DHT) with its own model, shard and averaging service.</summary>
 internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
 {
@@ -86,25 +112,38 @@ internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
             MatchmakingWindow = window ?? TimeSpan.FromSeconds(30),
             AllReduce = new AllReduceOptions { PartTimeout = partTimeout ?? TimeSpan.FromSeconds(30) },
         };
+        swarm._options = options;
+        swarm._inner = inner;
+        swarm._diloco = diloco;
         for (var k = 0; k < count; k++)
         {
-            var identity = NodeIdentity.CreateEphemeral();
-            var hub = new AveragingHub();
-            var swarmOptions = new SwarmOptions { ListenAddress = "127.0.0.1", Home = Path.GetTempPath() };
-            if (k > 0)
-            {
-                swarmOptions.InitialPeers.Add(swarm._peers[0].Node.Address);
-            }
-            var node = await SwarmNode.StartAsync(swarmOptions, identity, services: AveragingServing.Services(hub), cancellationToken: TestContext.Current.CancellationToken);
-            var model = new Transformer(TrainingTestData.Tiny, seed: 11);
-            var peer = new DilocoPeer(model, Data.Value.Shard(k, count), inner, diloco);
-            swarm._peers.Add((new SwarmDiloco(peer, node, identity, hub, options), node, identity, hub, model));
-        }
-        foreach (var p in swarm._peers)
-        {
-            await p.Diloco.PublishProgressAsync(TestContext.Current.CancellationToken);
+            await swarm.AddPeerAsync(count);
         }
         return swarm;
+    }
+
+    private SwarmDilocoOptions _options = null!;
+    private TrainerOptions _inner = null!;
+    private DilocoOptions _diloco = null!;
+
+    /// <summary>Starts one more peer (shard k of <paramref name="shards"/>) and publishes its progress.</summary>
+    public async Task<SwarmDiloco> AddPeerAsync(int shards, int modelSeed = 11)
+    {
+        var k = _peers.Count;
+        var identity = NodeIdentity.CreateEphemeral();
+        var hub = new AveragingHub();
+        var swarmOptions = new SwarmOptions { ListenAddress = "127.0.0.1", Home = Path.GetTempPath() };
+        if (k > 0)
+        {
+            swarmOptions.InitialPeers.Add(_peers[0].Node.Address);
+        }
+        var node = await SwarmNode.StartAsync(swarmOptions, identity, services: AveragingServing.Services(hub), cancellationToken: TestContext.Current.CancellationToken);
+        var model = new Transformer(TrainingTestData.Tiny, seed: modelSeed);
+        var peer = new DilocoPeer(model, Data.Value.Shard(k % shards, shards), _inner, _diloco);
+        var diloco = new SwarmDiloco(peer, node, identity, hub, _options);
+        _peers.Add((diloco, node, identity, hub, model));
+        await diloco.PublishProgressAsync(TestContext.Current.CancellationToken);
+        return diloco;
     }
 
     private static readonly Lazy<TokenDataset> Data = new(() => TrainingTestData.Stories(corpusSeed: 31, dataSeed: 2));
