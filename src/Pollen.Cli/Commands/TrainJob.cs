@@ -45,13 +45,7 @@ internal static class TrainJob
             throw new UsageException($"the model's vocab_size {config.VocabSize} is smaller than the byte tokenizer's {tokenizer.VocabSize} ids");
         }
 
-        var documents = s.Data is null
-            ? SyntheticCorpus.Stories(CorpusSeed, (long)s.CorpusMegabytes * 1024 * 1024).ToList()
-            : TextCorpus.Load(s.Data);
-        var data = TokenDataset.FromDocuments(documents, tokenizer, s.SeqLen, seed: s.Seed);
-        unigramLoss = data.UnigramBaseline();
-        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"data: {(s.Data ?? "built-in synthetic stories")} — {data.TotalTokens:N0} tokens, {data.TrainSequences:N0} train / {data.ValidationSequences:N0} validation sequences of {s.SeqLen}; unigram baseline {unigramLoss:F3} nats/token"));
+        var data = LoadData(s, s.Seed, log, out unigramLoss);
 
         using var model = new Transformer(config, seed: s.Seed);
         log.WriteLine($"model: {config}");
@@ -72,6 +66,19 @@ internal static class TrainJob
         return result;
     }
 
+    /// <summary>The token dataset of --data (or the built-in corpus), split into train and validation sequences of s.SeqLen.</summary>
+    public static TokenDataset LoadData(TrainSettings s, int orderSeed, TextWriter log, out double unigramLoss)
+    {
+        var documents = s.Data is null
+            ? SyntheticCorpus.Stories(CorpusSeed, (long)s.CorpusMegabytes * 1024 * 1024).ToList()
+            : TextCorpus.Load(s.Data);
+        var data = TokenDataset.FromDocuments(documents, ByteTokenizer.Instance, s.SeqLen, seed: orderSeed);
+        unigramLoss = data.UnigramBaseline();
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"data: {(s.Data ?? "built-in synthetic stories")} — {data.TotalTokens:N0} tokens, {data.TrainSequences:N0} train / {data.ValidationSequences:N0} validation sequences of {s.SeqLen}; unigram baseline {unigramLoss:F3} nats/token"));
+        return data;
+    }
+
     public static JsonObject ToJson(TrainResult r, double unigram) => new()
     {
         ["train_loss"] = Math.Round(r.TrainLoss, 5),
@@ -83,7 +90,7 @@ internal static class TrainJob
         ["out"] = r.CheckpointDirectory,
     };
 
-    private static ModelConfig ResolveConfig(string config)
+    public static ModelConfig ResolveConfig(string config)
     {
         if (ModelPresets.Names.Contains(config))
         {

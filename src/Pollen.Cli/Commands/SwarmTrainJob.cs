@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Pollen.Model.Checkpoints;
+using Pollen.Model.Llama;
+using Pollen.Model.Tokenizers;
+using Pollen.Swarm;
+using Pollen.Swarm.Identity;
+using Pollen.Training.Collaborative;
+using Pollen.Training.Collaborative.Network;
+using Pollen.Training.Local;
+using static TorchSharp.torch;
+
+namespace Pollen.Cli.Commands;
+
+/// <summary>What <c>pollen train --swarm</c> needs beyond the local settings.</summary>
+internal sealed record SwarmTrainSettings(string RunId, int Rounds, int InnerSteps, DeltaCompression Compression, Aggregation Aggregation,
+    (int Index, int Count)? Shard, TimeSpan MatchmakingWindow, TimeSpan PartTimeout, int CheckpointEvery);
+
+/// <summary>
+/// Collaborative training: this process is one DiLoCo peer of a run. It joins the swarm, catches up from
+/// its own checkpoint or from peers (whichever is newer), then runs rounds (inner steps, matchmaking,
+/// all-reduce, outer step) until the run's round count, checkpointing every few rounds.
+/// </summary>
+internal static class SwarmTrainJob
+{
+    /// <summary>File (next to the model) holding the DiLoCo round state.</summary>
+    public const string StateFile = "diloco_state.json";
+
+    /// <summary>File holding the outer momentum (raw little-endian float32).</summary>
+    public const string MomentumFile = "outer_momentum.f32";
+
+    public static async Task<int> RunAsync(TrainSettings s, SwarmTrainSettings w, SwarmOptions swarmOptions, ILoggerFactory logging, CancellationToken ct)
+    {
+        var log = s.Json ? Console.Error : Console.Out;
+        var resuming = File.Exists(Path.Combine(s.Out, StateFile));
+        if (File.Exists(Path.Combine(s.Out, Trainer.StateFile)) || (!resuming && File.Exists(Path.Combine(s.Out, "config.json"))))
+        {
+            throw new UsageException($"{s.Out} holds something other than a swarm training checkpoint; use another --out");
+        }
+        using var identity = NodeIdentity.LoadOrCreate(swarmOptions.Home);
+        using var model = resuming ? ModelCheckpoint.Load(s.Out) : new Transformer(TrainJob.ResolveConfig(s.Config), seed: s.Seed); // the run's seed: same start on every peer
+        var config = model.Config;
+        if (s.SeqLen == 0)
+        {
+            s = s with { SeqLen = Math.Min(config.MaxPositionEmbeddings, 256) };
+        }
+        if (s.SeqLen < 0 || s.SeqLen > config.MaxPositionEmbeddings)
+        {
+            throw new UsageException($"--seq-len must be in 1..{config.MaxPositionEmbeddings} (the model's context), got {s.SeqLen}");
+        }
+        var all = TrainJob.LoadData(s, s.Seed, log, out var unigram); // the run's seed: the same validation split everywhere
+        var shard = w.Shard is { } k ? all.Shard(k.Index, k.Count) : all;
+        // without --shard every peer reads all the data, each in its own order
+        var orderSeed = w.Shard is null ? BitConverter.ToInt32(identity.PublicKey, 0) & int.MaxValue : s.Seed;
+        var inner = new TrainerOptions { Steps = w.Rounds * w.InnerSteps, BatchSize = s.BatchSize, LearningRate = s.LearningRate, Seed = orderSeed, EvalEvery = int.MaxValue };
+        var diloco = new DilocoOptions { InnerSteps = w.InnerSteps, Compression = w.Compression, Aggregation = w.Aggregation };
+        using var peer = new DilocoPeer(model, shard, inner, diloco);
+        if (resuming)
+        {
+            Resume(peer, s.Out, w.RunId);
+            log.WriteLine($"resumed round {peer.Round} from {s.Out}");
+        }
+        using var hub = new AveragingHub();
+        await using var node = await SwarmNode.StartAsync(swarmOptions, identity, loggerFactory: logging, services: AveragingServing.Services(hub), cancellationToken: ct).ConfigureAwait(false);
+        var options = new SwarmDilocoOptions
+        {
+            RunId = w.RunId,
+            MatchmakingWindow = w.MatchmakingWindow,
+            AllReduce = new AllReduceOptions { Compression = w.Compression, Aggregation = w.Aggregation, PartTimeout = w.PartTimeout },
+        };
+        using var swarm = new SwarmDiloco(peer, node, identity, hub, options, logger: logging.CreateLogger("Pollen.Diloco"));
+        log.WriteLine($"peer {node.PeerId} at {node.Address}, run '{w.RunId}': {w.Rounds} rounds of {w.InnerSteps} steps, {w.Compression} parts, {w.Aggregation}; join with --initial-peers {node.Address}");
+        TokenizerLoader.SaveByteTokenizer(s.Out);
+        double? loss = null;
+        try
+        {
+            await swarm.PublishProgressAsync(ct).ConfigureAwait(false);
+            while (peer.Round < w.Rounds)
+            {
+                if (await swarm.SyncAsync(ct).ConfigureAwait(false))
+                {
+                    log.WriteLine($"caught up with the run at round {peer.Round}");
+                    continue;
+                }
+                var report = await swarm.RunRoundAsync(ct).ConfigureAwait(false);
+                loss = peer.Evaluate();
+                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"round {report.Round + 1}/{w.Rounds}  peers {report.GroupSize}  val {loss:F3}  sent {report.BytesSent:N0} B  inner {report.InnerTime.TotalSeconds:F1} s  averaging {report.AveragingTime.TotalSeconds:F1} s  params {report.ParameterHash[..12]}"));
+                await swarm.PublishProgressAsync(ct, loss).ConfigureAwait(false);
+                if (peer.Round % w.CheckpointEvery == 0 || peer.Round == w.Rounds)
+                {
+                    Save(peer, model, s.Out, w.RunId);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            log.WriteLine($"stopped during round {peer.Round + 1}; the checkpoint of round {peer.Round} is in {s.Out} — rerun the same command to continue");
+            Save(peer, model, s.Out, w.RunId);
+            return 130;
+        }
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"done: {peer.Round} rounds, validation loss {loss:F3} (unigram baseline {unigram:F3}), {swarm.BytesSent:N0} bytes sent; checkpoint in {s.Out}"));
+        if (s.Json)
+        {
+            CommonOptions.PrintJson(new JsonObject
+            {
+                ["peer_id"] = node.PeerId.ToString(),
+                ["rounds"] = peer.Round,
+                ["val_loss"] = loss is double l ? Math.Round(l, 5) : null,
+                ["unigram_loss"] = Math.Round(unigram, 5),
+                ["bytes_sent"] = swarm.BytesSent,
+                ["parameter_hash"] = peer.ParameterHash,
+                ["out"] = s.Out,
+            });
+        }
+        return 0;
+    }
+
+    /// <summary>Writes the model at the round boundary, the outer momentum and the round state (each file atomically, the state last).</summary>
+    private static void Save(DilocoPeer peer, Transformer model, string directory, string runId)
+    {
+        using var state = peer.SnapshotState();
+        ModelCheckpoint.Save(directory, model);
+        if (state.Momentum is { } momentum)
+        {
+            AtomicFile.WriteAllBytes(Path.Combine(directory, MomentumFile), StateTransfer.Bytes(momentum));
+        }
+        AtomicFile.WriteAllText(Path.Combine(directory, StateFile), new JsonObject
+        {
+            ["run_id"] = runId,
+            ["rounds"] = state.Round,
+            ["outer_steps"] = state.OuterSteps,
+            ["parameter_hash"] = StateTransfer.Hash(StateTransfer.Bytes(state.Parameters)),
+            ["has_momentum"] = state.Momentum is not null,
+        }.ToJsonString());
+    }
+
+    private static void Resume(DilocoPeer peer, string directory, string runId)
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, StateFile)))!.AsObject();
+        if ((string?)json["run_id"] != runId)
+        {
+            throw new UsageException($"{directory} is a checkpoint of run '{json["run_id"]}', not '{runId}'; use another --out");
+        }
+        using var current = peer.SnapshotState();
+        if (StateTransfer.Hash(StateTransfer.Bytes(current.Parameters)) != (string?)json["parameter_hash"])
+        {
+            // a save was cut between the model and the state file: start from round 0 and let the peers' state win
+            Console.Error.WriteLine($"warning: the model in {directory} does not match its {StateFile} (an interrupted save); catching up from peers instead");
+            return;
+        }
+        Tensor? momentum = null;
+        if ((bool?)json["has_momentum"] == true)
+        {
+            momentum = DeltaCodec.Decode(File.ReadAllBytes(Path.Combine(directory, MomentumFile)), DeltaCompression.F32, peer.Length);
+        }
+        using var state = new DilocoState((long)json["rounds"]!, (long)json["outer_steps"]!, current.Parameters.clone(), momentum, peer.LayoutHash);
+        peer.LoadState(state);
+    }
+}
