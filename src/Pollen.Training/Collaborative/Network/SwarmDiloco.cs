@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Pollen.Swarm;
 using Pollen.Swarm.Identity;
 using Pollen.Swarm.Transport;
+using static TorchSharp.torch;
 
 namespace Pollen.Training.Collaborative.Network;
 
@@ -52,6 +53,9 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
 
     /// <summary>The local side of DiLoCo.</summary>
     public DilocoPeer Peer => peer;
+
+    /// <summary>Fault injection for tests: replaces this peer's Δ before it is sent (a peer sending bad updates).</summary>
+    internal Func<Tensor, Tensor>? TamperDelta { get; set; }
 
     /// <summary>Bytes of parts and results sent so far.</summary>
     public long BytesSent { get; private set; }
@@ -119,7 +123,8 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
         var round = peer.Round;
         var clock = _time.GetTimestamp();
         // the inner steps are CPU work: off the caller's thread so several in-process peers (and gRPC) keep running
-        using var delta = await Task.Run(() => peer.InnerRound(cancellationToken), cancellationToken).ConfigureAwait(false);
+        using var honest = await Task.Run(() => peer.InnerRound(cancellationToken), cancellationToken).ConfigureAwait(false);
+        using var delta = TamperDelta is { } tamper ? tamper(honest) : honest.alias();
         var inner = _time.GetElapsedTime(clock);
         clock = _time.GetTimestamp();
         var group = await Matchmaker.MatchAsync(node.Dht, options.RunId, round, peer.LayoutHash, options.MatchmakingWindow, _time, cancellationToken).ConfigureAwait(false);

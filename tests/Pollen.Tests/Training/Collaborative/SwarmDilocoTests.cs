@@ -89,6 +89,37 @@ public sealed class SwarmDilocoJoinTests
     }
 }
 
+public sealed class SwarmDilocoRobustnessTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task RobustAggregationOutvotesAPeerSendingBadUpdatesAndTheMeanDoesNot()
+    {
+        var clean = await FinalLossAsync(Aggregation.Mean, bad: null);
+        var median = await FinalLossAsync(Aggregation.Median, bad: d => d * 100);
+        var trimmed = await FinalLossAsync(Aggregation.TrimmedMean, bad: d => TorchSharp.torch.randn_like(d) * 0.5);
+        var mean = await FinalLossAsync(Aggregation.Mean, bad: d => d * 100);
+        TestContext.Current.TestOutputHelper?.WriteLine($"validation loss: clean {clean:F3}, median with Δ×100 {median:F3}, trimmed mean with noise {trimmed:F3}, mean with Δ×100 {mean:F3}");
+        Assert.True(Math.Abs(median - clean) <= 0.1 * clean, $"median {median:F3} vs clean {clean:F3}");
+        Assert.True(Math.Abs(trimmed - clean) <= 0.1 * clean, $"trimmed mean {trimmed:F3} vs clean {clean:F3}");
+        Assert.True(!double.IsFinite(mean) || mean > 1.5 * clean, $"the plain mean should be wrecked: {mean:F3} vs clean {clean:F3}");
+    }
+
+    /// <summary>Validation loss after 3 rounds of 4 peers, the last of which (if <paramref name="bad"/>) tampers with its Δ.</summary>
+    private static async Task<double> FinalLossAsync(Aggregation aggregation, Func<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>? bad)
+    {
+        await using var run = await DilocoSwarm.StartAsync(4, rounds: 3, aggregation: aggregation);
+        run[3].TamperDelta = bad;
+        for (var round = 0; round < 3; round++)
+        {
+            var reports = await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+            Assert.Single(reports.Select(r => r.ParameterHash).Distinct());
+        }
+        return run[0].Peer.Evaluate();
+    }
+}
+
 /// <summary>N DiLoCo peers, each a swarm peer (peer 0 founds the DHT) with its own model, shard and averaging service.</summary>
 internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
 {
@@ -101,16 +132,16 @@ internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
 
     public SwarmNode Node(int index) => _peers[index].Node;
 
-    public static async Task<DilocoSwarm> StartAsync(int count, int rounds, TimeSpan? window = null, TimeSpan? partTimeout = null)
+    public static async Task<DilocoSwarm> StartAsync(int count, int rounds, TimeSpan? window = null, TimeSpan? partTimeout = null, Aggregation aggregation = Aggregation.Mean)
     {
         var swarm = new DilocoSwarm();
-        var diloco = new DilocoOptions { InnerSteps = 10 };
+        var diloco = new DilocoOptions { InnerSteps = 10, Aggregation = aggregation };
         var inner = new TrainerOptions { Steps = rounds * diloco.InnerSteps, BatchSize = 8, LearningRate = 3e-3, EvalEvery = 1000, EvalBatches = 4 };
         var options = new SwarmDilocoOptions
         {
             RunId = RunId,
             MatchmakingWindow = window ?? TimeSpan.FromSeconds(30),
-            AllReduce = new AllReduceOptions { PartTimeout = partTimeout ?? TimeSpan.FromSeconds(30) },
+            AllReduce = new AllReduceOptions { PartTimeout = partTimeout ?? TimeSpan.FromSeconds(30), Aggregation = aggregation },
         };
         swarm._options = options;
         swarm._inner = inner;
