@@ -3,7 +3,10 @@ using System.Text.Json.Nodes;
 using Pollen.Model.Config;
 using Pollen.Model.Llama;
 using Pollen.Model.Tokenizers;
+using Pollen.Swarm;
+using Pollen.Swarm.Identity;
 using Pollen.Training.Collaborative;
+using Pollen.Training.Collaborative.Network;
 using Pollen.Training.Data;
 using Pollen.Training.Local;
 using static TorchSharp.torch;
@@ -25,7 +28,8 @@ public static class TrainSwarmBench
     /// <param name="InnerSteps">H.</param>
     /// <param name="BatchSize">Per-peer batch B.</param>
     /// <param name="SeqLen">Tokens per sequence.</param>
-    public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128);
+    /// <param name="Network">Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, butterfly all-reduce over gRPC) and count bytes on the wire.</param>
+    public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128, bool Network = false);
 
     /// <summary>Runs the baseline and DiLoCo with f32 and int8 parts; returns the scenario's JSON.</summary>
     public static JsonObject Run(Settings s, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -49,7 +53,7 @@ public static class TrainSwarmBench
 
         var result = new JsonObject
         {
-            ["scenario"] = "train-swarm-inprocess",
+            ["scenario"] = s.Network ? "train-swarm-network" : "train-swarm-inprocess",
             ["peers"] = s.Peers,
             ["parameters"] = parameters,
             ["tokens"] = (long)totalSteps * s.BatchSize * s.Peers * s.SeqLen,
@@ -61,7 +65,9 @@ public static class TrainSwarmBench
         foreach (var compression in new[] { DeltaCompression.F32, DeltaCompression.Int8 })
         {
             clock.Restart();
-            var (loss, bytes) = Diloco(config, data, inner, s, compression, cancellationToken);
+            var (loss, bytes) = s.Network
+                ? DilocoNetworkAsync(config, data, inner, s, compression, cancellationToken).GetAwaiter().GetResult()
+                : Diloco(config, data, inner, s, compression, cancellationToken);
             var name = compression.ToString().ToLowerInvariant();
             log?.Invoke($"DiLoCo H={s.InnerSteps} {name}: val loss {loss:F4}, {bytes / 1e6:F2} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
             result[$"diloco_{name}_val_loss"] = Math.Round(loss, 5);
@@ -70,6 +76,62 @@ public static class TrainSwarmBench
             result[$"diloco_{name}_bytes_reduction"] = Math.Round((double)baselineBytes / bytes, 1);
         }
         return result;
+    }
+
+    /// <summary>DiLoCo between k swarm peers in this process, talking over loopback gRPC; bytes are those each peer actually sent.</summary>
+    private static async Task<(double Loss, long BytesPerPeer)> DilocoNetworkAsync(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s,
+        DeltaCompression compression, CancellationToken cancellationToken)
+    {
+        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression };
+        var swarmOptions = new SwarmDilocoOptions
+        {
+            RunId = $"bench-{compression}".ToLowerInvariant(),
+            AllReduce = new AllReduceOptions { Compression = compression, PartTimeout = TimeSpan.FromMinutes(5) },
+            MatchmakingWindow = TimeSpan.FromMinutes(5),
+        };
+        var peers = new List<(SwarmDiloco Diloco, SwarmNode Node, NodeIdentity Identity, AveragingHub Hub, Transformer Model)>();
+        try
+        {
+            for (var k = 0; k < s.Peers; k++)
+            {
+                var identity = NodeIdentity.CreateEphemeral();
+                var hub = new AveragingHub();
+                var nodeOptions = new SwarmOptions { ListenAddress = "127.0.0.1", Home = Path.GetTempPath() };
+                if (peers.Count > 0)
+                {
+                    nodeOptions.InitialPeers.Add(peers[0].Node.Address);
+                }
+                var node = await SwarmNode.StartAsync(nodeOptions, identity, services: AveragingServing.Services(hub), cancellationToken: cancellationToken).ConfigureAwait(false);
+                var model = new Transformer(config, seed: 0);
+                var peer = new DilocoPeer(model, data.Shard(k, s.Peers), inner, options);
+                peers.Add((new SwarmDiloco(peer, node, identity, hub, swarmOptions), node, identity, hub, model));
+            }
+            foreach (var p in peers)
+            {
+                await p.Diloco.PublishProgressAsync(cancellationToken).ConfigureAwait(false);
+            }
+            for (var round = 0; round < s.Rounds; round++)
+            {
+                var reports = await Task.WhenAll(peers.Select(p => p.Diloco.RunRoundAsync(cancellationToken))).ConfigureAwait(false);
+                if (reports.Select(r => r.ParameterHash).Distinct().Count() != 1 || reports.Any(r => r.GroupSize != s.Peers))
+                {
+                    throw new InvalidOperationException($"round {round}: peers disagree or a group was incomplete");
+                }
+            }
+            return (peers[0].Diloco.Peer.Evaluate(), (long)peers.Average(p => p.Diloco.BytesSent));
+        }
+        finally
+        {
+            foreach (var p in peers)
+            {
+                await p.Node.DisposeAsync().ConfigureAwait(false);
+                p.Diloco.Dispose();
+                p.Diloco.Peer.Dispose();
+                p.Hub.Dispose();
+                p.Identity.Dispose();
+                p.Model.Dispose();
+            }
+        }
     }
 
     private static (double Loss, long BytesPerPeer) Diloco(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s, DeltaCompression compression, CancellationToken cancellationToken)

@@ -28,6 +28,13 @@ public sealed class AveragingHub : IDisposable
     /// <summary>The state of <paramref name="runId"/>, or null when this peer trains no such run.</summary>
     internal DilocoState? TakeSnapshot(string runId) => _states.TryGetValue(runId, out var snapshot) ? snapshot() : null;
 
+    private long _bytesServed;
+
+    /// <summary>Bytes of reduced slices and state sent to other peers so far.</summary>
+    public long BytesServed => Interlocked.Read(ref _bytesServed);
+
+    internal void CountServed(long bytes) => Interlocked.Add(ref _bytesServed, bytes);
+
     /// <summary>Creates a hub on <paramref name="time"/> (deadlines).</summary>
     public AveragingHub(TimeProvider? time = null) => _time = time ?? TimeProvider.System;
 

@@ -20,7 +20,9 @@ internal sealed class AveragingService(AveragingHub hub) : Averaging.AveragingBa
     public override async Task<ReducedReply> GetReduced(ReducedRequest request, ServerCallContext context)
     {
         using var wait = WaitWithin(context);
-        return await hub.GetReducedAsync(request, wait.Token).ConfigureAwait(false);
+        var reply = await hub.GetReducedAsync(request, wait.Token).ConfigureAwait(false);
+        hub.CountServed(reply.Payload.Length);
+        return reply;
     }
 
     public override async Task GetState(StateRequest request, IServerStreamWriter<StateChunk> responseStream, ServerCallContext context)
@@ -47,6 +49,7 @@ internal sealed class AveragingService(AveragingHub hub) : Averaging.AveragingBa
             {
                 var data = ByteString.CopyFrom(bytes, offset, Math.Min(StateTransfer.ChunkBytes, bytes.Length - offset));
                 await responseStream.WriteAsync(new StateChunk { Data = data }, context.CancellationToken).ConfigureAwait(false);
+                hub.CountServed(data.Length);
             }
         }
     }

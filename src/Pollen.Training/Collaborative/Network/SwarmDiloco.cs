@@ -57,7 +57,7 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
     /// <summary>Fault injection for tests: replaces this peer's Δ before it is sent (a peer sending bad updates).</summary>
     internal Func<Tensor, Tensor>? TamperDelta { get; set; }
 
-    /// <summary>Bytes of parts and results sent so far.</summary>
+    /// <summary>Bytes this peer sent so far: its parts, plus the reduced slices and state it served.</summary>
     public long BytesSent { get; private set; }
 
     /// <summary>Bytes of results received so far.</summary>
@@ -127,18 +127,20 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
         using var delta = TamperDelta is { } tamper ? tamper(honest) : honest.alias();
         var inner = _time.GetElapsedTime(clock);
         clock = _time.GetTimestamp();
+        var servedBefore = hub.BytesServed;
         var group = await Matchmaker.MatchAsync(node.Dht, options.RunId, round, peer.LayoutHash, options.MatchmakingWindow, _time, cancellationToken).ConfigureAwait(false);
         var result = await ButterflyAllReduce.RunAsync(hub, identity, group, delta, options.AllReduce, _channels, cancellationToken).ConfigureAwait(false);
         using (result.Combined)
         {
             peer.ApplyOuter(result.Combined);
         }
-        BytesSent += result.BytesSent;
+        var sent = result.BytesSent + (hub.BytesServed - servedBefore);
+        BytesSent += sent;
         BytesReceived += result.BytesReceived;
         await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
-        var report = new SwarmRoundReport(round, group.Members.Count, result.ContributorsPerSlice, result.Unreachable, result.BytesSent, result.BytesReceived,
+        var report = new SwarmRoundReport(round, group.Members.Count, result.ContributorsPerSlice, result.Unreachable, sent, result.BytesReceived,
             peer.ParameterHash, inner, _time.GetElapsedTime(clock));
-        Log.RoundDone(_logger, round, group.Members.Count, result.Unreachable.Count, result.BytesSent, report.ParameterHash[..12]);
+        Log.RoundDone(_logger, round, group.Members.Count, result.Unreachable.Count, sent, report.ParameterHash[..12]);
         return report;
     }
 

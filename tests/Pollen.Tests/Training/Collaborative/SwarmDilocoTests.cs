@@ -31,6 +31,9 @@ public sealed class SwarmDilocoTests
         }
         var after = run[0].Peer.Evaluate();
         Assert.True(after < before - 1.0, $"validation loss {before:F3} → {after:F3}");
+        // butterfly: per round each peer sends 2/3 of its parts and serves its reduced third to the 2 others
+        var expected = 3 * 2.0 * 2 / 3 * DeltaCodec.EncodedSize(run[0].Peer.Length, DeltaCompression.F32);
+        Assert.All(run, p => Assert.InRange(p.BytesSent, expected * 0.99, expected * 1.01));
         var progress = await Matchmaker.ReadProgressAsync(run.Node(0).Dht, DilocoSwarm.RunId, Ct);
         Assert.Equal(3, progress.Count);
         Assert.All(progress, p => Assert.Equal(3, p.Rounds));
