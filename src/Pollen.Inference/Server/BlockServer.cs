@@ -28,6 +28,9 @@ namespace Pollen.Inference.Server;
 /// </remarks>
 public sealed partial class BlockServer : IDisposable
 {
+    /// <summary>A session whose last step arrived longer ago than this is not waited for by the batching window.</summary>
+    private const long ActiveSessionMilliseconds = 1000;
+
     private readonly Block[] _blocks;
     private readonly BlockServerOptions _options;
     private readonly TimeProvider _time;
@@ -60,7 +63,7 @@ public sealed partial class BlockServer : IDisposable
         StartBlock = blocks[0].LayerIndex;
         EndBlock = StartBlock + blocks.Count;
         Dtype = blocks[0].parameters().First().dtype;
-        _queue = new ComputeQueue(options.BatchingWindow, options.MaxBatchSessions, RunBatch);
+        _queue = new ComputeQueue(options.BatchingWindow, options.MaxBatchSessions, JoinableSessions, RunBatch);
         var sweep = options.IdleTimeout / 4;
         _sweeper = _time.CreateTimer(_ => SweepIdle(), null, sweep, sweep);
         Log.Serving(_logger, options.ModelId, StartBlock, EndBlock - 1, Dtype, options.CacheTokens, options.IdleTimeout, options.BatchingWindow);
@@ -162,7 +165,8 @@ public sealed partial class BlockServer : IDisposable
         {
             using var scope = NewDisposeScope();
             var (input, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
-            var gradOutput = CheckFinite(TensorWire.Decode(request.GradOutput, _options.MaxMessageBytes), "grad_output").to_type(Dtype);
+            CheckFinite(request.GradOutput, "grad_output");
+            var gradOutput = TensorWire.Decode(request.GradOutput, _options.MaxMessageBytes).to_type(Dtype);
             // weights stay frozen: only the input asks for a gradient
             input = input.detach().requires_grad_(true);
             var hidden = input;
@@ -222,6 +226,7 @@ public sealed partial class BlockServer : IDisposable
                 throw new RpcException(new Status(StatusCode.NotFound, "the session is closed (idle too long?); open a new one"));
             }
             session.LastUsed = _time.GetUtcNow();
+            session.LastStepTicks = Environment.TickCount64;
             session.AcceptedTokens += tokens;
             // queued under the lock, so a close (which queues the cache's disposal) is ordered after it
             var work = new StepWork(session, step, RunStep);
@@ -266,22 +271,24 @@ public sealed partial class BlockServer : IDisposable
         return TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
     }
 
+    /// <summary>
+    /// Runs one-token steps of single-row sessions over the same sub-span, all sent in the same wire dtype,
+    /// as one <see cref="Block.ForwardSessions"/>. The rows go from the messages into one tensor and back
+    /// by byte copies, and values are checked on the bytes, so a batch costs the same few torch calls
+    /// however many sessions it holds.
+    /// </summary>
     private void RunBatch(IReadOnlyList<StepWork> batch)
     {
         // a step whose values are bad fails alone; the others still run together
         var good = new List<StepWork>(batch.Count);
-        var hiddens = new List<Tensor>(batch.Count);
-        var positions = new List<Tensor>(batch.Count);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
+        var positions = new List<long>(batch.Count);
         foreach (var work in batch)
         {
             try
             {
-                var (h, p) = DecodeInputs(work.Step.Hidden, work.Step.Positions, 1, 1, work.Session.MaxLength);
+                CheckValues(work.Step.Hidden, work.Step.Positions, work.Session.MaxLength);
+                positions.Add(work.Step.Positions is { Bytes.Length: > 0 } p ? TensorWire.Int64Range(p).Min : 0);
                 good.Add(work);
-                hiddens.Add(h);
-                positions.Add(p);
             }
             catch (Exception e)
             {
@@ -294,9 +301,19 @@ public sealed partial class BlockServer : IDisposable
         }
         try
         {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
             using var dnn = Dtype != ScalarType.Float32 ? Model.Runtime.OneDnn.Suspend() : default;
-            var hidden = cat(hiddens, 0); // (N, 1, C)
-            var position = cat(positions, 0); // (N, 1)
+            var wireDtype = good[0].Step.Hidden.Dtype;
+            var rowBytes = good[0].Step.Hidden.Bytes.Length;
+            var input = empty([good.Count, 1, Config.HiddenSize], TensorWire.FromWire(wireDtype)); // (N, 1, C)
+            var inputBytes = input.bytes;
+            for (var r = 0; r < good.Count; r++)
+            {
+                good[r].Step.Hidden.Bytes.Span.CopyTo(inputBytes.Slice(r * rowBytes, rowBytes));
+            }
+            var position = tensor(positions.ToArray(), [good.Count, 1]); // (N, 1)
+            var hidden = input.to_type(Dtype);
             var caches = good.ConvertAll(w => w.Session.Cache);
             var first = good[0].Session;
             for (var i = first.Start; i < first.End; i++)
@@ -304,9 +321,12 @@ public sealed partial class BlockServer : IDisposable
                 hidden = _blocks[i - StartBlock].ForwardSessions(hidden, position, caches);
             }
             Interlocked.Increment(ref _batchedSteps);
+            var output = hidden.to_type(input.dtype).contiguous();
+            var outputBytes = output.bytes;
+            long[] shape = [1, 1, Config.HiddenSize];
             for (var r = 0; r < good.Count; r++)
             {
-                good[r].Completion.SetResult(TensorWire.Encode(hidden.narrow(0, r, 1), TensorWire.FromWire(good[r].Step.Hidden.Dtype)));
+                good[r].Completion.SetResult(TensorCodec.Encode(outputBytes.Slice(r * rowBytes, rowBytes), shape, wireDtype));
             }
         }
         catch (Exception e)
@@ -316,6 +336,28 @@ public sealed partial class BlockServer : IDisposable
                 work.Fail(e);
             }
         }
+    }
+
+    /// <summary>
+    /// Sessions that could share a batch with <paramref name="first"/>: open, single-row, over the same
+    /// sub-span, with a step that arrived within <see cref="ActiveSessionMilliseconds"/> (a decoding session
+    /// returns every few tens of milliseconds; one that has not is paused, or gone, and is not waited for).
+    /// </summary>
+    private int JoinableSessions(StepWork first)
+    {
+        var since = Environment.TickCount64 - ActiveSessionMilliseconds;
+        var count = 0;
+        lock (_lock)
+        {
+            foreach (var session in _sessions.Values)
+            {
+                if (session.BatchSize == 1 && session.Start == first.Session.Start && session.End == first.Session.End && session.LastStepTicks >= since)
+                {
+                    count++;
+                }
+            }
+        }
+        return Math.Max(count, 1);
     }
 
     private void SweepIdle()

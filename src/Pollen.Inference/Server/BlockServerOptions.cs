@@ -16,8 +16,9 @@ public sealed class BlockServerOptions
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
-    /// How long the compute queue waits for more one-token steps of other sessions before running a
-    /// batch. Default 2 ms; zero batches only steps already queued.
+    /// Longest wait of the compute queue for one-token steps of other sessions before running a batch.
+    /// It waits only while some session over the same blocks that stepped in the last second has not
+    /// joined yet, so a lone session never waits. Default 2 ms; zero batches only steps already queued.
     /// </summary>
     public TimeSpan BatchingWindow { get; set; } = TimeSpan.FromMilliseconds(2);
 

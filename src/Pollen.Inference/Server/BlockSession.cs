@@ -40,6 +40,12 @@ internal sealed class BlockSession
     /// <summary>Tokens of steps accepted so far (queued or done); only the stream handler changes it.</summary>
     internal int AcceptedTokens { get; set; }
 
+    /// <summary>
+    /// When the last step arrived, in <see cref="Environment.TickCount64"/> milliseconds (the batching window
+    /// is a latency matter on the system clock, not a timeout); read and written under the server's lock.
+    /// </summary>
+    internal long LastStepTicks { get; set; } = long.MinValue / 2;
+
     /// <summary>Time of the last step or open; read and written under the server's lock.</summary>
     internal DateTimeOffset LastUsed { get; set; }
 
