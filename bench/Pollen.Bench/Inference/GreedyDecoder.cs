@@ -19,12 +19,46 @@ internal sealed record Decoded(long[] Ids, double[] StepSeconds)
 /// No dispose scope spans an await (a swarm session may continue on another thread); every tensor is
 /// disposed explicitly.
 /// </summary>
-internal static class GreedyDecoder
+internal sealed class GreedyDecoder : IDisposable
 {
-    /// <summary>Decodes <paramref name="tokens"/> tokens after <paramref name="prompt"/>.</summary>
+    private readonly IDecodingSession _session;
+    private readonly List<long> _ids = [];
+    private readonly List<double> _steps = [];
+
+    private GreedyDecoder(IDecodingSession session) => _session = session;
+
+    /// <summary>The tokens and step times so far.</summary>
+    public Decoded Result => new([.. _ids], [.. _steps]);
+
+    /// <summary>Opens a session for <paramref name="prompt"/> plus <paramref name="tokens"/> tokens and runs the prompt's forward.</summary>
+    public static async Task<GreedyDecoder> StartAsync(ICausalLM model, long[] prompt, int tokens, CancellationToken cancellationToken)
+    {
+        var decoder = new GreedyDecoder(model.OpenSession(prompt.Length + tokens));
+        try
+        {
+            decoder._ids.Add(await decoder.ForwardAsync(prompt, cancellationToken).ConfigureAwait(false));
+            return decoder;
+        }
+        catch
+        {
+            decoder.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Feeds the last token and appends the next; the step is timed.</summary>
+    public async Task StepAsync(CancellationToken cancellationToken)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var next = await ForwardAsync([_ids[^1]], cancellationToken).ConfigureAwait(false);
+        _steps.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+        _ids.Add(next);
+    }
+
+    /// <summary>Decodes <paramref name="tokens"/> tokens (at least 2) after <paramref name="prompt"/>.</summary>
     /// <param name="model">Local or swarm model.</param>
     /// <param name="prompt">Prompt ids.</param>
-    /// <param name="tokens">Tokens to generate (at least 2).</param>
+    /// <param name="tokens">Tokens to generate.</param>
     /// <param name="beforeStep">Called before the one-token step that produces token i (1-based), outside its timing.</param>
     /// <param name="prefilled">Awaited after the prompt's forward and before the first one-token step, so concurrent sessions start decoding together.</param>
     /// <param name="cancellationToken">Cancels the decoding.</param>
@@ -32,10 +66,7 @@ internal static class GreedyDecoder
         CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 2);
-        using var session = model.OpenSession(prompt.Length + tokens);
-        var ids = new long[tokens];
-        var steps = new double[tokens - 1];
-        ids[0] = await StepAsync(session, prompt, cancellationToken).ConfigureAwait(false);
+        using var decoder = await StartAsync(model, prompt, tokens, cancellationToken).ConfigureAwait(false);
         if (prefilled is not null)
         {
             await prefilled().ConfigureAwait(false);
@@ -46,18 +77,36 @@ internal static class GreedyDecoder
             {
                 await beforeStep(i).ConfigureAwait(false);
             }
-            var start = Stopwatch.GetTimestamp();
-            ids[i] = await StepAsync(session, [ids[i - 1]], cancellationToken).ConfigureAwait(false);
-            steps[i - 1] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            await decoder.StepAsync(cancellationToken).ConfigureAwait(false);
         }
-        return new Decoded(ids, steps);
+        return decoder.Result;
     }
 
-    private static async Task<long> StepAsync(IDecodingSession session, long[] input, CancellationToken cancellationToken)
+    /// <summary>
+    /// Decodes the same prompt with two models token by token in alternation (a b, b a, a b, …), so both
+    /// see the same machine load to within one step: their rates compare even on a busy machine.
+    /// </summary>
+    public static async Task<(Decoded A, Decoded B)> RunAlternatingAsync(ICausalLM a, ICausalLM b, long[] prompt, int tokens, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 2);
+        using var first = await StartAsync(a, prompt, tokens, cancellationToken).ConfigureAwait(false);
+        using var second = await StartAsync(b, prompt, tokens, cancellationToken).ConfigureAwait(false);
+        for (var i = 1; i < tokens; i++)
+        {
+            var (x, y) = i % 2 == 1 ? (first, second) : (second, first);
+            await x.StepAsync(cancellationToken).ConfigureAwait(false);
+            await y.StepAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return (first.Result, second.Result);
+    }
+
+    private async Task<long> ForwardAsync(long[] input, CancellationToken cancellationToken)
     {
         using var ids = tensor(input, [1, input.Length]); // (1, T)
-        using var logits = await session.ForwardAsync(ids, cancellationToken).ConfigureAwait(false); // (1, V)
+        using var logits = await _session.ForwardAsync(ids, cancellationToken).ConfigureAwait(false); // (1, V)
         using var next = logits.argmax(-1);
         return next.item<long>();
     }
+
+    public void Dispose() => _session.Dispose();
 }

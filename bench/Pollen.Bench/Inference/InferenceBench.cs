@@ -15,7 +15,7 @@ namespace Pollen.Bench.Inference;
 /// </summary>
 /// <remarks>
 /// Three scenarios, one JSON object each: <c>inference-swarm</c> (batch-1 greedy decoding, local against
-/// the swarm, interleaved), <c>inference-sessions</c> (aggregate tokens/s of concurrent sessions through
+/// the swarm, alternating token by token), <c>inference-sessions</c> (aggregate tokens/s of concurrent sessions through
 /// the swarm, the counts interleaved) and <c>inference-recovery</c> (a server killed mid-generation while
 /// a duplicate of its span is up: the stall of the step that hits it, and whether the tokens equal the
 /// undisturbed run's). Client and servers share this process and its cores, so the swarm also pays for
@@ -31,7 +31,7 @@ public static partial class InferenceBench
     /// <param name="Repeats">Measurements of each kind; medians are reported.</param>
     /// <param name="Sessions">Concurrent session counts measured; the first is the baseline of the ratios.</param>
     /// <param name="Seed">Seed of the weights and prompts.</param>
-    public sealed record Settings(int Servers = 4, int PromptTokens = 16, int GenerateTokens = 64, int Repeats = 3, IReadOnlyList<int>? Sessions = null, int Seed = 0)
+    public sealed record Settings(int Servers = 4, int PromptTokens = 16, int GenerateTokens = 64, int Repeats = 5, IReadOnlyList<int>? Sessions = null, int Seed = 0)
     {
         /// <summary>The session counts, default 1, 4 and 8.</summary>
         public IReadOnlyList<int> SessionCounts => Sessions ?? [1, 4, 8];
@@ -95,42 +95,35 @@ public static partial class InferenceBench
         emit(await RecoveryAsync(swarm, servers, parts, prompts[0], s, common, log, cancellationToken).ConfigureAwait(false));
     }
 
-    /// <summary>Batch-1 greedy decoding, local and through the swarm, alternated.</summary>
+    /// <summary>
+    /// Batch-1 greedy decoding, local and through the swarm, alternating token by token; the ratio is the
+    /// median over repeats of each run's swarm rate over its local rate.
+    /// </summary>
     private static async Task<JsonObject> SwarmAgainstLocalAsync(Transformer local, SwarmModel client, long[] prompt, Settings s, JsonObject common,
         Action<string>? log, CancellationToken cancellationToken)
     {
         var load = LoadAverage();
+        // one unmeasured run first (JIT, connections, kernel selection)
+        _ = await GreedyDecoder.RunAlternatingAsync(local, client, prompt, s.GenerateTokens, cancellationToken).ConfigureAwait(false);
         var localRuns = new List<Decoded>();
         var swarmRuns = new List<Decoded>();
-        // one unmeasured run of each first (JIT, connections, kernel selection)
-        _ = await GreedyDecoder.RunAsync(local, prompt, s.GenerateTokens, cancellationToken: cancellationToken).ConfigureAwait(false);
-        _ = await GreedyDecoder.RunAsync(client, prompt, s.GenerateTokens, cancellationToken: cancellationToken).ConfigureAwait(false);
         for (var r = 0; r < s.Repeats; r++)
         {
-            // a, b, b, a, …: drift in machine load hits both alike
-            var localFirst = r % 2 == 0;
-            for (var k = 0; k < 2; k++)
-            {
-                if ((k == 0) == localFirst)
-                {
-                    localRuns.Add(await GreedyDecoder.RunAsync(local, prompt, s.GenerateTokens, cancellationToken: cancellationToken).ConfigureAwait(false));
-                }
-                else
-                {
-                    swarmRuns.Add(await GreedyDecoder.RunAsync(client, prompt, s.GenerateTokens, cancellationToken: cancellationToken).ConfigureAwait(false));
-                }
-            }
+            var (l, w) = await GreedyDecoder.RunAlternatingAsync(local, client, prompt, s.GenerateTokens, cancellationToken).ConfigureAwait(false);
+            localRuns.Add(l);
+            swarmRuns.Add(w);
         }
         var localRate = Median(localRuns.Select(d => d.TokensPerSecond));
         var swarmRate = Median(swarmRuns.Select(d => d.TokensPerSecond));
+        var ratio = Median(swarmRuns.Zip(localRuns, (w, l) => w.TokensPerSecond / l.TokensPerSecond));
         var matches = swarmRuns.All(d => d.Ids.SequenceEqual(localRuns[0].Ids));
-        log?.Invoke($"batch 1: local {localRate:F1} tokens/s, swarm {swarmRate:F1} tokens/s, ratio {swarmRate / localRate:F3}; tokens equal: {matches}");
+        log?.Invoke($"batch 1: local {localRate:F1} tokens/s, swarm {swarmRate:F1} tokens/s, ratio {ratio:F3}; tokens equal: {matches}");
         var result = Scenario("inference-swarm", common);
         result["local_tokens_per_s"] = Math.Round(localRate, 2);
         result["swarm_tokens_per_s"] = Math.Round(swarmRate, 2);
-        result["swarm_ratio"] = Math.Round(swarmRate / localRate, 3);
-        result["local_step_ms"] = Math.Round(1000 / localRate, 3);
-        result["swarm_step_ms"] = Math.Round(1000 / swarmRate, 3);
+        result["swarm_ratio"] = Math.Round(ratio, 3);
+        result["local_step_ms"] = Math.Round(1000 * Median(localRuns.SelectMany(d => d.StepSeconds)), 3);
+        result["swarm_step_ms"] = Math.Round(1000 * Median(swarmRuns.SelectMany(d => d.StepSeconds)), 3);
         result["local_runs_tokens_per_s"] = Rates(localRuns);
         result["swarm_runs_tokens_per_s"] = Rates(swarmRuns);
         result["tokens_match"] = matches;

@@ -27,7 +27,7 @@ internal static class BenchCommand
         var tokens = new Option<int>("--tokens") { Description = "Tokens generated per session.", DefaultValueFactory = _ => 64 };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of every session.", DefaultValueFactory = _ => 16 };
         var sessions = new Option<int[]>("--sessions") { Description = "Concurrent session counts (repeatable; the first is the baseline of the ratios).", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
-        var repeats = new Option<int>("--repeats") { Description = "Measurements of each kind, interleaved (the median is reported).", DefaultValueFactory = _ => 3 };
+        var repeats = new Option<int>("--repeats") { Description = "Measurements of each kind, interleaved (the median is reported).", DefaultValueFactory = _ => 5 };
         var seed = CommonOptions.Seed("weights and prompts");
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();

@@ -32,7 +32,7 @@ public sealed class BenchInferenceCommandTests : IDisposable
         var local = (double)swarm["local_tokens_per_s"]!;
         var remote = (double)swarm["swarm_tokens_per_s"]!;
         Assert.True(local > 0 && remote > 0);
-        Assert.Equal(Math.Round(remote / local, 3), (double)swarm["swarm_ratio"]!, 3);
+        Assert.InRange((double)swarm["swarm_ratio"]!, 0.99 * remote / local, 1.01 * remote / local); // one run: its own ratio
         Assert.True((bool)swarm["tokens_match"]!);
 
         var sessions = results[1];
