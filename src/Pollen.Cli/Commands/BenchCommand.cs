@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Pollen.Bench;
+using Pollen.Bench.Inference;
 using Pollen.Model.Config;
 
 namespace Pollen.Cli.Commands;
@@ -14,7 +15,43 @@ internal static class BenchCommand
             Model(),
             TrainSwarm(),
             Dht(),
+            Inference(),
         };
+        return command;
+    }
+
+    private static Command Inference()
+    {
+        var servers = new Option<int>("--servers") { Description = "Block servers on 127.0.0.1, each hosting a contiguous part of the blocks.", DefaultValueFactory = _ => 4 };
+        var config = new Option<string>("--config") { Description = "Model preset (dev, small, base, medium) or a config.json path; weights are random (seeded).", DefaultValueFactory = _ => "medium" };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens generated per session.", DefaultValueFactory = _ => 64 };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length of every session.", DefaultValueFactory = _ => 16 };
+        var sessions = new Option<int[]>("--sessions") { Description = "Concurrent session counts (repeatable; the first is the baseline of the ratios).", DefaultValueFactory = _ => [1, 4, 8], AllowMultipleArgumentsPerToken = true };
+        var repeats = new Option<int>("--repeats") { Description = "Measurements of each kind, interleaved (the median is reported).", DefaultValueFactory = _ => 5 };
+        var seed = CommonOptions.Seed("weights and prompts");
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var command = new Command("inference", "Decoding through block servers on loopback against the same model locally: batch-1 tokens/s and ratio, aggregate tokens/s of concurrent sessions, recovery from a killed server.")
+        {
+            servers, config, tokens, promptTokens, sessions, repeats, seed, threads, json,
+        };
+        command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            var modelConfig = ModelConfigs.Resolve(r.GetValue(config)!);
+            var settings = new InferenceBench.Settings(r.GetValue(servers), r.GetValue(promptTokens), r.GetValue(tokens), r.GetValue(repeats), r.GetValue(sessions), r.GetValue(seed));
+            try
+            {
+                settings.Validate(modelConfig);
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException(e.Message);
+            }
+            Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
+            await InferenceBench.RunAsync(modelConfig, settings, CommonOptions.PrintJson, log, ct).ConfigureAwait(false);
+            return 0;
+        }));
         return command;
     }
 

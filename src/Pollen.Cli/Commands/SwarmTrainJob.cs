@@ -40,7 +40,7 @@ internal static class SwarmTrainJob
             throw new UsageException($"{s.Out} holds something other than a swarm training checkpoint; use another --out");
         }
         using var identity = NodeIdentity.LoadOrCreate(swarmOptions.Home);
-        using var model = resuming ? ModelCheckpoint.Load(s.Out) : new Transformer(TrainJob.ResolveConfig(s.Config), seed: s.Seed); // the run's seed: same start on every peer
+        using var model = resuming ? ModelCheckpoint.Load(s.Out) : new Transformer(ModelConfigs.Resolve(s.Config), seed: s.Seed); // the run's seed: same start on every peer
         var config = model.Config;
         if (s.SeqLen == 0)
         {

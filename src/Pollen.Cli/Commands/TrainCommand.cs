@@ -8,7 +8,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var data = new Option<string?>("--data") { Description = "A .txt/.jsonl file or a directory of them (default: the built-in synthetic stories)." };
-        var config = new Option<string>("--config") { Description = "Model preset (dev, small, base) or a config.json path.", DefaultValueFactory = _ => "dev" };
+        var config = new Option<string>("--config") { Description = "Model preset (dev, small, base, medium) or a config.json path.", DefaultValueFactory = _ => "dev" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 600 };
         var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => 16 };
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per sequence (default: the model's context, at most 256). Generation quality falls past the trained length." };

@@ -30,7 +30,7 @@ internal static class TrainJob
         {
             throw new UsageException($"{s.Out} already holds a training checkpoint; pass --resume to continue it, or --out to start a new run elsewhere");
         }
-        var config = stateExists ? ModelConfig.Load(s.Out) : ResolveConfig(s.Config);
+        var config = stateExists ? ModelConfig.Load(s.Out) : ModelConfigs.Resolve(s.Config);
         if (s.SeqLen == 0)
         {
             s = s with { SeqLen = Math.Min(config.MaxPositionEmbeddings, 256) };
@@ -89,19 +89,6 @@ internal static class TrainJob
         ["elapsed_s"] = Math.Round(r.Elapsed.TotalSeconds, 2),
         ["out"] = r.CheckpointDirectory,
     };
-
-    public static ModelConfig ResolveConfig(string config)
-    {
-        if (ModelPresets.Names.Contains(config))
-        {
-            return ModelPresets.Get(config);
-        }
-        if (File.Exists(config) || Directory.Exists(config))
-        {
-            return ModelConfig.Load(config);
-        }
-        throw new UsageException($"--config '{config}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor a config.json path");
-    }
 
     private static TrainResult RunWithProgress(Trainer trainer, TrainerOptions options, TextWriter log, bool json, CancellationToken cancellationToken)
     {

@@ -86,32 +86,34 @@ public sealed partial class BlockServer
     /// <summary>Decodes checked inputs; refuses non-finite activations and positions outside [0, limit). Compute thread only.</summary>
     private (Tensor Hidden, Tensor Positions) DecodeInputs(WireTensor hiddenMessage, WireTensor? positionsMessage, int batch, int tokens, int limit)
     {
-        var hidden = CheckFinite(TensorWire.Decode(hiddenMessage, _options.MaxMessageBytes), "hidden");
-        Tensor positions;
-        if (positionsMessage is null)
+        CheckValues(hiddenMessage, positionsMessage, limit);
+        var hidden = TensorWire.Decode(hiddenMessage, _options.MaxMessageBytes);
+        var positions = positionsMessage is null
+            ? arange(0, tokens, dtype: ScalarType.Int64).unsqueeze(0).expand(batch, tokens)
+            : TensorWire.Decode(positionsMessage, _options.MaxMessageBytes);
+        // computation in the weights' dtype; the reply goes back in the request's dtype
+        return (hidden.to_type(Dtype), positions);
+    }
+
+    /// <summary>Refuses non-finite activations and positions outside [0, limit), on the messages' bytes (no tensor is made).</summary>
+    private static void CheckValues(WireTensor hiddenMessage, WireTensor? positionsMessage, int limit)
+    {
+        CheckFinite(hiddenMessage, "hidden");
+        if (positionsMessage is not null && positionsMessage.Shape.Count > 0 && positionsMessage.Bytes.Length > 0)
         {
-            positions = arange(0, tokens, dtype: ScalarType.Int64).unsqueeze(0).expand(batch, tokens);
-        }
-        else
-        {
-            positions = TensorWire.Decode(positionsMessage, _options.MaxMessageBytes);
-            var min = positions.min().item<long>();
-            var max = positions.max().item<long>();
+            var (min, max) = TensorWire.Int64Range(positionsMessage);
             if (min < 0 || max >= limit)
             {
                 throw new RpcException(new Status(StatusCode.OutOfRange, $"positions span {min}..{max}; they must lie in 0..{limit - 1}"));
             }
         }
-        // computation in the weights' dtype; the reply goes back in the request's dtype
-        return (hidden.to_type(Dtype), positions);
     }
 
-    private static Tensor CheckFinite(Tensor tensor, string name)
+    private static void CheckFinite(WireTensor tensor, string name)
     {
-        if (!isfinite(tensor).all().item<bool>())
+        if (!TensorWire.AllFinite(tensor))
         {
             throw Invalid($"{name} contains NaN or infinite values");
         }
-        return tensor;
     }
 }

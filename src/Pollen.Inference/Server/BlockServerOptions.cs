@@ -16,10 +16,12 @@ public sealed class BlockServerOptions
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
-    /// How long the compute queue waits for more one-token steps of other sessions before running a
-    /// batch. Default 2 ms; zero batches only steps already queued.
+    /// Longest wait of the compute queue for one-token steps of other sessions before running a batch. It
+    /// waits only for sessions expected to join (those that ran in the same batch last time) and never
+    /// longer than the last forward took, so a lone session never waits. Default 10 ms; zero batches only
+    /// steps already queued.
     /// </summary>
-    public TimeSpan BatchingWindow { get; set; } = TimeSpan.FromMilliseconds(2);
+    public TimeSpan BatchingWindow { get; set; } = TimeSpan.FromMilliseconds(10);
 
     /// <summary>Most sessions stepped together in one batched forward. Default 32.</summary>
     public int MaxBatchSessions { get; set; } = 32;

@@ -40,6 +40,19 @@ internal sealed class BlockSession
     /// <summary>Tokens of steps accepted so far (queued or done); only the stream handler changes it.</summary>
     internal int AcceptedTokens { get; set; }
 
+    /// <summary>
+    /// When the last step arrived, in <see cref="Environment.TickCount64"/> milliseconds (the batching window
+    /// is a latency matter on the system clock, not a timeout); read and written under the server's lock.
+    /// </summary>
+    internal long LastStepTicks { get; set; } = long.MinValue / 2;
+
+    /// <summary>
+    /// The batched forward its last one-token step ran in (a batch of one included), or 0 after any other
+    /// step: sessions that ran together last time are expected together next time. Read and written
+    /// under the server's lock.
+    /// </summary>
+    internal long Cohort { get; set; }
+
     /// <summary>Time of the last step or open; read and written under the server's lock.</summary>
     internal DateTimeOffset LastUsed { get; set; }
 

@@ -10,7 +10,7 @@ public static class ModelPresets
     public const int ByteVocabSize = 264;
 
     /// <summary>The names accepted by <see cref="Get"/>.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["dev", "small", "base"];
+    public static IReadOnlyList<string> Names { get; } = ["dev", "small", "base", "medium"];
 
     /// <summary>Returns the preset called <paramref name="name"/>.</summary>
     /// <exception cref="ArgumentException">Unknown name; the message lists the known ones.</exception>
@@ -22,6 +22,8 @@ public static class ModelPresets
         "small" => Byte(hidden: 256, layers: 6, heads: 8, kvHeads: 4, ffn: 704, context: 512),
         // ~26M parameters.
         "base" => Byte(hidden: 512, layers: 8, heads: 8, kvHeads: 4, ffn: 1408, context: 1024),
+        // ~52M parameters: the distributed-inference benchmark's model (decoding is bound by memory bandwidth).
+        "medium" => Byte(hidden: 768, layers: 8, heads: 12, kvHeads: 6, ffn: 2048, context: 1024),
         _ => throw new ArgumentException($"unknown model preset '{name}'; choose one of: {string.Join(", ", Names)}, or pass a config.json path", nameof(name)),
     };
 

@@ -43,7 +43,7 @@ public abstract class AttentionBase : nn.Module
             (k, v, keyPositions) = cache.Append(k, v, positions); // (B, Hkv, S, ·)
         }
         var mask = Mask(positions, keyPositions, cache is not null, out var isCausal);
-        return Output(Attend(q, RepeatKv(k), RepeatKv(v), mask, isCausal)); // (B, T, C)
+        return Output(AttendAll(q, k, v, mask, isCausal)); // (B, T, C)
     }
 
     /// <summary>
@@ -59,15 +59,38 @@ public abstract class AttentionBase : nn.Module
             throw new ArgumentException($"{caches.Count} caches for a batch of {x.shape[0]} sessions", nameof(caches));
         }
         var (q, k, v) = Project(x, positions);
+        // one call each for the N rows (per-op overhead, not arithmetic, is what a step of N sessions pays for)
+        var (qs, ks, vs, ps) = (q.split(1), k.split(1), v.split(1), positions.split(1));
         var rows = new Tensor[caches.Count];
         for (var i = 0; i < rows.Length; i++)
         {
-            var rowPositions = positions.narrow(0, i, 1);
-            var (ki, vi, keyPositions) = caches[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1), rowPositions);
-            var mask = Mask(rowPositions, keyPositions, cached: true, out var isCausal);
-            rows[i] = Attend(q.narrow(0, i, 1), RepeatKv(ki), RepeatKv(vi), mask, isCausal); // (1, Hq, T, D)
+            var (ki, vi, keyPositions) = caches[i].Append(ks[i], vs[i], ps[i]);
+            var mask = Mask(ps[i], keyPositions, cached: true, out var isCausal);
+            rows[i] = AttendAll(qs[i], ki, vi, mask, isCausal); // (1, Hq, T, D)
         }
         return Output(cat(rows, 0)); // (N, T, C)
+    }
+
+    /// <summary>
+    /// Attention of queries (B, Hq, T, ·) over keys (B, Hkv, S, ·) and values (B, Hkv, S, D) → (B, Hq, T, D).
+    /// A single query that sees every key (a cached decoding step) folds each group of query heads into
+    /// the query length, (B, Hkv, G, ·), instead of repeating keys and values G times: the same dot
+    /// products without copying the cache on every step.
+    /// </summary>
+    private Tensor AttendAll(Tensor q, Tensor k, Tensor v, Tensor? mask, bool isCausal)
+    {
+        var groups = Config.KvGroups;
+        if (groups == 1)
+        {
+            return Attend(q, k, v, mask, isCausal);
+        }
+        if (mask is null && !isCausal && q.shape[2] == 1)
+        {
+            long b = q.shape[0], hkv = k.shape[1];
+            var folded = Attend(q.reshape(b, hkv, groups, q.shape[3]), k, v, null, false); // (B, Hkv, G, D)
+            return folded.reshape(b, hkv * groups, 1, folded.shape[3]); // (B, Hq, 1, D)
+        }
+        return Attend(q, RepeatKv(k), RepeatKv(v), mask, isCausal);
     }
 
     /// <summary>Queries (B, Hq, T, ·), keys (B, Hkv, T, ·) and values (B, Hkv, T, D), positions applied.</summary>

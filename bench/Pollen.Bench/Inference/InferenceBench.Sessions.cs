@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Pollen.Inference.Client;
+using Pollen.Model.Llama;
+
+namespace Pollen.Bench.Inference;
+
+public static partial class InferenceBench
+{
+    /// <summary>
+    /// Aggregate decoding tokens/s of N concurrent batch-1 sessions through the swarm, for each N, the counts
+    /// alternated in order across repeats; every session's tokens are checked against local decoding.
+    /// </summary>
+    private static async Task<JsonObject> SessionsAsync(Transformer local, SwarmModel client, BenchSwarm swarm, long[][] prompts, Settings s, JsonObject common,
+        Action<string>? log, CancellationToken cancellationToken)
+    {
+        var load = LoadAverage();
+        var counts = s.SessionCounts;
+        var expected = new long[prompts.Length][];
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            expected[i] = (await GreedyDecoder.RunAsync(local, prompts[i], s.GenerateTokens, cancellationToken: cancellationToken).ConfigureAwait(false)).Ids;
+        }
+        _ = await ConcurrentAsync(client, prompts, counts.Max(), s.GenerateTokens, cancellationToken).ConfigureAwait(false); // warm-up
+        var rates = counts.ToDictionary(n => n, _ => new List<double>());
+        var batchedBefore = swarm.BatchedSteps;
+        int sessions = 0, matching = 0;
+        for (var r = 0; r < s.Repeats; r++)
+        {
+            foreach (var n in r % 2 == 0 ? counts : counts.Reverse())
+            {
+                var (rate, runs) = await ConcurrentAsync(client, prompts, n, s.GenerateTokens, cancellationToken).ConfigureAwait(false);
+                rates[n].Add(rate);
+                sessions += runs.Length;
+                matching += runs.Where((d, i) => d.Ids.SequenceEqual(expected[i])).Count();
+            }
+        }
+        var baseline = Median(rates[counts[0]]);
+        var result = Scenario("inference-sessions", common);
+        foreach (var n in counts)
+        {
+            var rate = Median(rates[n]);
+            var key = n.ToString(CultureInfo.InvariantCulture);
+            result[$"sessions_{key}_tokens_per_s"] = Math.Round(rate, 2);
+            result[$"sessions_{key}_ratio"] = Math.Round(rate / baseline, 3);
+            result[$"sessions_{key}_runs_tokens_per_s"] = new JsonArray([.. rates[n].Select(x => (JsonNode)Math.Round(x, 2))]);
+            log?.Invoke($"{n} concurrent sessions: {rate:F1} tokens/s aggregate, {rate / baseline:F2}× {counts[0]}");
+        }
+        result["batched_forwards"] = swarm.BatchedSteps - batchedBefore;
+        result["sessions_matching_local"] = matching;
+        result["sessions_run"] = sessions;
+        result["load_avg_1m"] = load;
+        return result;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="n"/> sessions at once; they prefill, wait for each other, then decode. The rate is
+    /// the one-token steps of all sessions over the time from that start to the last session's end.
+    /// </summary>
+    private static async Task<(double Rate, Decoded[] Runs)> ConcurrentAsync(SwarmModel client, long[][] prompts, int n, int tokens, CancellationToken cancellationToken)
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ready = 0;
+        var start = 0L;
+        Task Prefilled()
+        {
+            if (Interlocked.Increment(ref ready) == n)
+            {
+                start = Stopwatch.GetTimestamp();
+                gate.TrySetResult();
+            }
+            return gate.Task;
+        }
+        async Task<Decoded> OneAsync(int i)
+        {
+            try
+            {
+                return await GreedyDecoder.RunAsync(client, prompts[i], tokens, prefilled: Prefilled, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                gate.TrySetException(e); // the others must not wait for this one forever
+                throw;
+            }
+        }
+        var runs = await Task.WhenAll(Enumerable.Range(0, n).Select(i => Task.Run(() => OneAsync(i), cancellationToken))).ConfigureAwait(false);
+        var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        return ((double)n * (tokens - 1) / elapsed, runs);
+    }
+}
