@@ -75,6 +75,19 @@ public sealed class RemoteSpan : IAsyncDisposable
         {
             throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with a reply that does not match it"));
         }
+        // a server is not trusted with what it returns either: exact size, finite values
+        try
+        {
+            Pollen.Swarm.Tensors.TensorCodec.Validate(reply.Step.Hidden, long.MaxValue);
+        }
+        catch (Pollen.Swarm.Tensors.TensorFormatException e)
+        {
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with a malformed tensor: {e.Message}"));
+        }
+        if (!Wire.TensorWire.AllFinite(reply.Step.Hidden))
+        {
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with NaN or infinite values"));
+        }
         return reply.Step.Hidden;
     }
 

@@ -36,13 +36,13 @@ public sealed class LyingServerTests
         await using var app = builder.Build();
         app.MapGrpcService<LyingBlocks>();
         await app.StartAsync(TestContext.Current.CancellationToken);
-        var liar = new ServerSpan($"127.0.0.1:{GrpcHost.BoundPort(app)}", 0, 4);
+        // the liar claims to be much faster, so the route takes it first
+        var liar = new ServerSpan($"127.0.0.1:{GrpcHost.BoundPort(app)}", 0, 4) { Throughput = 1e6 };
 
         var options = new GenerationOptions { MaxNewTokens = 12, StopAtEos = false };
         int[] prompt = [3, 1, 4, 1, 5];
         var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, prompt, options, TestContext.Current.CancellationToken);
-        // the liar is listed first, so it is tried first
-        using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), [liar, swarm.Spans[0]]);
+        using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), [swarm.Spans[0] with { Throughput = 10 }, liar]);
         var remote = await TextGenerator.GenerateToEndAsync(model, null, prompt, options, TestContext.Current.CancellationToken);
         Assert.Equal(local.Ids, remote.Ids);
         Assert.True(model.Bans.IsBanned(liar.Address));
