@@ -57,8 +57,10 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
     /// <summary>Fault injection for tests: replaces this peer's Δ before it is sent (a peer sending bad updates).</summary>
     internal Func<Tensor, Tensor>? TamperDelta { get; set; }
 
+    private long _partsSent;
+
     /// <summary>Bytes this peer sent so far: its parts, plus the reduced slices and state it served.</summary>
-    public long BytesSent { get; private set; }
+    public long BytesSent => _partsSent + hub.BytesServed;
 
     /// <summary>Bytes of results received so far.</summary>
     public long BytesReceived { get; private set; }
@@ -134,8 +136,9 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
         {
             peer.ApplyOuter(result.Combined);
         }
+        // slices served to members that fetch after this returns count towards the next round's figure (the total is exact)
         var sent = result.BytesSent + (hub.BytesServed - servedBefore);
-        BytesSent += sent;
+        _partsSent += result.BytesSent;
         BytesReceived += result.BytesReceived;
         await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
         var report = new SwarmRoundReport(round, group.Members.Count, result.ContributorsPerSlice, result.Unreachable, sent, result.BytesReceived,
