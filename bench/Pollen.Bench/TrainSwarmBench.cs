@@ -29,7 +29,10 @@ public static class TrainSwarmBench
     /// <param name="BatchSize">Per-peer batch B.</param>
     /// <param name="SeqLen">Tokens per sequence.</param>
     /// <param name="Network">Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, butterfly all-reduce over gRPC) and count bytes on the wire.</param>
-    public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128, bool Network = false);
+    /// <param name="OuterLearningRate">Outer Nesterov learning rate η.</param>
+    /// <param name="OuterMomentum">Outer Nesterov momentum μ.</param>
+    public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128, bool Network = false,
+        double OuterLearningRate = 0.7, double OuterMomentum = 0.9);
 
     /// <summary>Runs the baseline and DiLoCo with f32 and int8 parts; returns the scenario's JSON.</summary>
     public static JsonObject Run(Settings s, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -58,6 +61,8 @@ public static class TrainSwarmBench
             ["parameters"] = parameters,
             ["tokens"] = (long)totalSteps * s.BatchSize * s.Peers * s.SeqLen,
             ["inner_steps"] = s.InnerSteps,
+            ["outer_lr"] = s.OuterLearningRate,
+            ["outer_momentum"] = s.OuterMomentum,
             ["rounds"] = s.Rounds,
             ["baseline_val_loss"] = Math.Round(baselineLoss, 5),
             ["baseline_bytes_per_peer"] = baselineBytes,
@@ -82,7 +87,7 @@ public static class TrainSwarmBench
     private static async Task<(double Loss, long BytesPerPeer)> DilocoNetworkAsync(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s,
         DeltaCompression compression, CancellationToken cancellationToken)
     {
-        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression };
+        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression, OuterLearningRate = s.OuterLearningRate, OuterMomentum = s.OuterMomentum };
         var swarmOptions = new SwarmDilocoOptions
         {
             RunId = $"bench-{compression}".ToLowerInvariant(),
@@ -136,7 +141,7 @@ public static class TrainSwarmBench
 
     private static (double Loss, long BytesPerPeer) Diloco(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s, DeltaCompression compression, CancellationToken cancellationToken)
     {
-        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression };
+        var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression, OuterLearningRate = s.OuterLearningRate, OuterMomentum = s.OuterMomentum };
         var models = Enumerable.Range(0, s.Peers).Select(_ => new Transformer(config, seed: 0)).ToArray();
         var peers = models.Select((m, k) => new DilocoPeer(m, data.Shard(k, s.Peers), inner, options)).ToArray();
         try

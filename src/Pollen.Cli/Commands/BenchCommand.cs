@@ -87,10 +87,12 @@ internal static class BenchCommand
         var batch = new Option<int>("--batch-size") { Description = "Per-peer batch B.", DefaultValueFactory = _ => 16 };
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
+        var outerLr = new Option<double>("--outer-lr") { Description = "Outer Nesterov learning rate η.", DefaultValueFactory = _ => 0.7 };
+        var outerMomentum = new Option<double>("--outer-momentum") { Description = "Outer Nesterov momentum μ.", DefaultValueFactory = _ => 0.9 };
         var network = new Option<bool>("--network") { Description = "Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, all-reduce over gRPC) and count the bytes sent." };
         var command = new Command("train-swarm", "Synchronous data-parallel baseline vs DiLoCo (f32 and int8 parts) at equal tokens, peers in one process: validation loss and bytes per peer.")
         {
-            peers, rounds, innerSteps, batch, threads, json, network,
+            peers, rounds, innerSteps, batch, threads, json, network, outerLr, outerMomentum,
         };
         command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
         {
@@ -100,7 +102,8 @@ internal static class BenchCommand
                 throw new UsageException("--peers, --rounds, --inner-steps and --batch-size must be positive");
             }
             Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
-            var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch), Network: r.GetValue(network));
+            var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch), Network: r.GetValue(network),
+                OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum));
             CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, ct));
             return Task.FromResult(0);
         }));
