@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Pollen.Inference.Client;
+using Pollen.Model.Layers;
 using Pollen.Model.Llama;
+using static TorchSharp.torch;
 
 namespace Pollen.Bench.Inference;
 
@@ -47,6 +49,14 @@ public static partial class InferenceBench
             result[$"sessions_{key}_runs_tokens_per_s"] = new JsonArray([.. rates[n].Select(x => (JsonNode)Math.Round(x, 2))]);
             log?.Invoke($"{n} concurrent sessions: {rate:F1} tokens/s aggregate, {rate / baseline:F2}× {counts[0]}");
         }
+        // the same steps without the network: the servers' blocks, here, batched as a server batches them
+        var ceiling = BlocksOnlyRates(local, counts, s.Repeats, s.PromptTokens);
+        foreach (var n in counts)
+        {
+            var key = n.ToString(CultureInfo.InvariantCulture);
+            result[$"blocks_only_{key}_ratio"] = Math.Round(ceiling[n] / ceiling[counts[0]], 3);
+            log?.Invoke($"{n} sessions, blocks alone (no network): {ceiling[n]:F1} tokens/s, {ceiling[n] / ceiling[counts[0]]:F2}× {counts[0]}");
+        }
         result["batched_forwards"] = swarm.BatchedSteps - batchedBefore;
         result["sessions_matching_local"] = matching;
         result["sessions_run"] = sessions;
@@ -87,5 +97,62 @@ public static partial class InferenceBench
         var runs = await Task.WhenAll(Enumerable.Range(0, n).Select(i => Task.Run(() => OneAsync(i), cancellationToken))).ConfigureAwait(false);
         var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
         return ((double)n * (tokens - 1) / elapsed, runs);
+    }
+
+    /// <summary>
+    /// Tokens/s of N sessions stepped through all blocks in this process, one <see cref="Block.ForwardSessions"/>
+    /// per block (one <see cref="Block.forward"/> for a single session): the ratios a swarm could reach if
+    /// the network and scheduling were free. Counts are alternated; medians over repeats.
+    /// </summary>
+    private static Dictionary<int, double> BlocksOnlyRates(Transformer model, IReadOnlyList<int> counts, int repeats, int promptTokens)
+    {
+        const int Steps = 16;
+        var config = model.Config;
+        var rates = counts.ToDictionary(n => n, _ => new List<double>());
+        using var noGrad = no_grad();
+        for (var r = 0; r <= repeats; r++)
+        {
+            foreach (var n in r % 2 == 0 ? counts : counts.Reverse())
+            {
+                var caches = Enumerable.Range(0, n).Select(_ => new KvCache(promptTokens + Steps + 1)).ToArray();
+                try
+                {
+                    for (var i = 0; i < n; i++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var h = randn(1, promptTokens, config.HiddenSize); // (1, T, C)
+                        var positions = Transformer.DefaultPositions(1, promptTokens);
+                        foreach (var block in model.Blocks)
+                        {
+                            h = block.forward(h, positions, caches[i]);
+                        }
+                    }
+                    var clock = Stopwatch.StartNew();
+                    for (var t = 0; t < Steps; t++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var h = randn(n, 1, config.HiddenSize); // (N, 1, C)
+                        var positions = Transformer.DefaultPositions(n, 1, promptTokens + t);
+                        foreach (var block in model.Blocks)
+                        {
+                            h = n == 1 ? block.forward(h, positions, caches[0]) : block.ForwardSessions(h, positions, caches);
+                        }
+                        _ = h.sum().item<float>();
+                    }
+                    if (r > 0)
+                    {
+                        rates[n].Add(n * Steps / clock.Elapsed.TotalSeconds); // the first round is a warm-up
+                    }
+                }
+                finally
+                {
+                    foreach (var cache in caches)
+                    {
+                        cache.Dispose();
+                    }
+                }
+            }
+        }
+        return counts.ToDictionary(n => n, n => Median(rates[n]));
     }
 }
