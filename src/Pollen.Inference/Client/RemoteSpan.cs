@@ -70,6 +70,12 @@ public sealed class RemoteSpan : IAsyncDisposable
     {
         var id = ++_nextStep;
         var reply = await ExchangeAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = id } }, cancellationToken).ConfigureAwait(false);
+        return CheckReply(reply, id, hidden);
+    }
+
+    /// <summary>The reply's hidden states, if it answers step <paramref name="id"/> with a tensor shaped like the input, of exact size and finite.</summary>
+    private WireTensor CheckReply(InferenceReply reply, ulong id, WireTensor hidden)
+    {
         if (reply.KindCase != InferenceReply.KindOneofCase.Step || reply.Step.StepId != id || reply.Step.Hidden is null
             || !reply.Step.Hidden.Shape.SequenceEqual(hidden.Shape) || reply.Step.Hidden.Dtype != hidden.Dtype)
         {
@@ -89,6 +95,54 @@ public sealed class RemoteSpan : IAsyncDisposable
             throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with NaN or infinite values"));
         }
         return reply.Step.Hidden;
+    }
+
+    /// <summary>
+    /// Runs several steps pipelined: all requests are written before the replies are read, so replaying a
+    /// session's history to a new server costs about one round trip instead of one per step. The
+    /// deadline covers the whole batch, one step timeout per 16 steps (at least one).
+    /// </summary>
+    public async Task<IReadOnlyList<WireTensor>> StepManyAsync(IReadOnlyList<(WireTensor Hidden, WireTensor Positions)> steps, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_stepTimeout * Math.Max(1, (steps.Count + 15) / 16));
+        var first = _nextStep + 1;
+        Task? writing = null;
+        try
+        {
+            writing = Task.Run(async () =>
+            {
+                foreach (var (hidden, positions) in steps)
+                {
+                    await _call.RequestStream.WriteAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = ++_nextStep } }, timeout.Token)
+                        .ConfigureAwait(false);
+                }
+            }, timeout.Token);
+            var outputs = new List<WireTensor>(steps.Count);
+            for (var i = 0; i < steps.Count; i++)
+            {
+                if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
+                {
+                    throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
+                }
+                outputs.Add(CheckReply(_call.ResponseStream.Current, first + (ulong)i, steps[i].Hidden));
+            }
+            await writing.ConfigureAwait(false);
+            return outputs;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer {steps.Count} steps in time"));
+        }
+        finally
+        {
+            if (writing is { IsCompleted: false })
+            {
+                // a failed read leaves the writer blocked on the stream: stop it before its token goes away
+                await timeout.CancelAsync().ConfigureAwait(false);
+                await writing.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            }
+        }
     }
 
     private async Task<InferenceReply> ExchangeAsync(InferenceRequest request, CancellationToken cancellationToken)

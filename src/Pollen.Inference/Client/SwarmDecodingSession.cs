@@ -102,11 +102,9 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
                     }
                     current = hop;
                     hop.Span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
-                    var outputs = new List<(WireTensor, WireTensor)>(inputs.Count);
-                    foreach (var (hidden, positions) in inputs)
-                    {
-                        outputs.Add((await hop.Span.StepAsync(hidden, positions, cancellationToken).ConfigureAwait(false), positions));
-                    }
+                    // pipelined: the whole history in about one round trip
+                    var replies = await hop.Span.StepManyAsync(inputs, cancellationToken).ConfigureAwait(false);
+                    var outputs = replies.Select((reply, i) => (reply, inputs[i].Positions)).ToList();
                     hop.History.AddRange(inputs);
                     inputs = outputs;
                 }
