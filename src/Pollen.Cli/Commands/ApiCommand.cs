@@ -38,7 +38,7 @@ internal static class ApiCommand
                 : null;
             var (lm, tokenizer) = client is not null ? (client.Model, client.Tokenizer) : OpenModel(directory, ModelLoading.ParseDtype(r.GetValue(dtype)));
             using var _ = client is null ? lm as IDisposable : null;
-            var id = r.GetValue(modelId) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory!)));
+            var id = r.GetValue(modelId) ?? ModelLoading.DefaultModelId(directory!);
             var served = new ServedModel(id, lm, tokenizer);
             var options = new ApiOptions { ListenAddress = r.GetValue(listen)!, Port = r.GetValue(port) };
             await using (var server = await ApiServer.StartAsync(served, options, logging, cancellationToken: ct).ConfigureAwait(false))

@@ -23,6 +23,9 @@ internal static class ModelLoading
         _ => throw new UsageException($"--dtype {text}: choose f32, bf16 or f16"),
     };
 
+    /// <summary>The model id a checkpoint directory goes by when --model-id is not given: its name.</summary>
+    public static string DefaultModelId(string directory) => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+
     public static (Transformer Model, ITokenizer? Tokenizer) Load(string? directory, TorchSharp.torch.ScalarType dtype = TorchSharp.torch.ScalarType.Float32)
     {
         if (string.IsNullOrWhiteSpace(directory))

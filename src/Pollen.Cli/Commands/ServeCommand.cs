@@ -46,7 +46,7 @@ internal static class ServeCommand
             var config = ModelConfig.Load(directory);
             var options = new BlockServerOptions
             {
-                ModelId = r.GetValue(modelId) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))),
+                ModelId = r.GetValue(modelId) ?? ModelLoading.DefaultModelId(directory),
                 CacheTokens = r.GetValue(cacheTokens),
             };
             try

@@ -88,7 +88,7 @@ internal sealed class SwarmLoading
             }
             return new SwarmClient(new SwarmModel(ends, spans, options, logger: logging.CreateLogger<SwarmModel>()), tokenizer, null, null);
         }
-        var modelId = r.GetValue(ModelId) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+        var modelId = r.GetValue(ModelId) ?? ModelLoading.DefaultModelId(directory);
         var swarmOptions = new SwarmOptions { ListenAddress = "0.0.0.0" };
         foreach (var peer in peers)
         {

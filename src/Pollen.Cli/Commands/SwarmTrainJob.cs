@@ -84,11 +84,10 @@ internal static class SwarmTrainJob
                     log.WriteLine($"caught up with the run at round {peer.Round}");
                     continue;
                 }
-                var report = await swarm.RunRoundAsync(ct).ConfigureAwait(false);
-                loss = peer.Evaluate();
+                var report = await swarm.RunRoundAsync(ct, evaluate: true).ConfigureAwait(false);
+                loss = report.Loss;
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"round {report.Round + 1}/{w.Rounds}  peers {report.GroupSize}  val {loss:F3}  sent {report.BytesSent:N0} B  inner {report.InnerTime.TotalSeconds:F1} s  averaging {report.AveragingTime.TotalSeconds:F1} s  params {report.ParameterHash[..12]}"));
-                await swarm.PublishProgressAsync(ct, loss).ConfigureAwait(false);
                 if (peer.Round % w.CheckpointEvery == 0 || peer.Round == w.Rounds)
                 {
                     Save(peer, model, s.Out, w.RunId);
@@ -126,14 +125,14 @@ internal static class SwarmTrainJob
         ModelCheckpoint.Save(directory, model);
         if (state.Momentum is { } momentum)
         {
-            AtomicFile.WriteAllBytes(Path.Combine(directory, MomentumFile), StateTransfer.Bytes(momentum));
+            AtomicFile.WriteAllBytes(Path.Combine(directory, MomentumFile), DeltaCodec.Encode(momentum, DeltaCompression.F32));
         }
         AtomicFile.WriteAllText(Path.Combine(directory, StateFile), new JsonObject
         {
             ["run_id"] = runId,
             ["rounds"] = state.Round,
             ["outer_steps"] = state.OuterSteps,
-            ["parameter_hash"] = StateTransfer.Hash(StateTransfer.Bytes(state.Parameters)),
+            ["parameter_hash"] = peer.ParameterHash, // the weights are θ_start between rounds
             ["has_momentum"] = state.Momentum is not null,
         }.ToJsonString());
     }
@@ -145,8 +144,7 @@ internal static class SwarmTrainJob
         {
             throw new UsageException($"{directory} is a checkpoint of run '{json["run_id"]}', not '{runId}'; use another --out");
         }
-        using var current = peer.SnapshotState();
-        if (StateTransfer.Hash(StateTransfer.Bytes(current.Parameters)) != (string?)json["parameter_hash"])
+        if (peer.ParameterHash != (string?)json["parameter_hash"])
         {
             // a save was cut between the model and the state file: start from round 0 and let the peers' state win
             Console.Error.WriteLine($"warning: the model in {directory} does not match its {StateFile} (an interrupted save); catching up from peers instead");
@@ -157,7 +155,8 @@ internal static class SwarmTrainJob
         {
             momentum = DeltaCodec.Decode(File.ReadAllBytes(Path.Combine(directory, MomentumFile)), DeltaCompression.F32, peer.Length);
         }
-        using var state = new DilocoState((long)json["rounds"]!, (long)json["outer_steps"]!, current.Parameters.clone(), momentum, peer.LayoutHash);
+        // the weights are already loaded; take over the round, the step count and the momentum
+        using var state = peer.SnapshotState() with { Round = (long)json["rounds"]!, OuterSteps = (long)json["outer_steps"]!, Momentum = momentum };
         peer.LoadState(state);
     }
 }

@@ -72,11 +72,11 @@ internal static class TrainCommand
         var id = r.GetValue(runId)!;
         try
         {
-            Pollen.Inference.Routing.ModelServers.CheckModelId(id);
+            Swarm.Records.OwnedRecords.CheckName(id, "--run-id");
         }
-        catch (ArgumentException)
+        catch (ArgumentException e)
         {
-            throw new UsageException($"--run-id '{id}' must be 1-128 letters, digits, '.', '_' or '-'");
+            throw new UsageException(e.Message);
         }
         if (r.GetValue(rounds) < 1 || r.GetValue(innerSteps) < 1 || r.GetValue(checkpointEvery) < 1)
         {

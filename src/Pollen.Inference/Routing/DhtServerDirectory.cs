@@ -32,9 +32,6 @@ public sealed class DhtServerDirectory : IServerDirectory, IDisposable
         _time = time ?? TimeProvider.System;
     }
 
-    /// <summary>Announcements skipped because they describe another architecture (last lookup).</summary>
-    public int Mismatched { get; private set; }
-
     /// <inheritdoc/>
     public string Description => $"the DHT ({ModelServers.Key(_modelId)})";
 
@@ -50,7 +47,6 @@ public sealed class DhtServerDirectory : IServerDirectory, IDisposable
                 return _cached;
             }
             var announced = await ModelServers.ListAsync(_node, _modelId, _blockCount, cancellationToken).ConfigureAwait(false);
-            Mismatched = announced.Count(a => a.ConfigFingerprint != _fingerprint);
             _cached = [.. announced.Where(a => a.ConfigFingerprint == _fingerprint).Select(a => new ServerSpan(a.Address, a.StartBlock, a.EndBlock)
             {
                 PeerId = a.PeerId,

@@ -1,7 +1,4 @@
-using System.Text.Json;
-using System.Text.RegularExpressions;
 using Pollen.Swarm.Dht;
-using Pollen.Swarm.Identity;
 using Pollen.Swarm.Records;
 using Pollen.Swarm.Transport;
 
@@ -17,16 +14,13 @@ namespace Pollen.Inference.Routing;
 /// lookup; a server's span fits in its entry. The key's replicas hold every server of the model, which is
 /// fine up to the few thousand entries a key allows.
 /// </remarks>
-public static partial class ModelServers
+public static class ModelServers
 {
-    private static readonly JsonSerializerOptions Json = new();
-
     /// <summary>The DHT key of <paramref name="modelId"/>'s servers.</summary>
     public static string Key(string modelId) => $"pollen/model/{CheckModelId(modelId)}/servers";
 
     /// <summary>Throws <see cref="ArgumentException"/> unless the id is 1–128 characters of letters, digits, '.', '_' and '-'.</summary>
-    public static string CheckModelId(string modelId) =>
-        ModelIdPattern().IsMatch(modelId) ? modelId : throw new ArgumentException($"model id '{modelId}' must be 1-128 letters, digits, '.', '_' or '-'", nameof(modelId));
+    public static string CheckModelId(string modelId) => OwnedRecords.CheckName(modelId, "model id");
 
     /// <summary>Publishes this server's announcement, valid for <paramref name="ttl"/>.</summary>
     public static Task<StoreSummary> AnnounceAsync(DhtNode node, ServerAnnouncement announcement, TimeSpan ttl, TimeProvider time, CancellationToken cancellationToken)
@@ -35,7 +29,7 @@ public static partial class ModelServers
         {
             throw new ArgumentException("a server announcement can only be published by the server it describes", nameof(announcement));
         }
-        return node.PutOwnAsync(Key(announcement.ModelId), JsonSerializer.SerializeToUtf8Bytes(announcement, Json), time.GetUtcNow() + ttl, cancellationToken);
+        return OwnedRecords.PutAsync(node, Key(announcement.ModelId), announcement, ttl, time, cancellationToken);
     }
 
     /// <summary>
@@ -46,32 +40,9 @@ public static partial class ModelServers
     public static async Task<IReadOnlyList<ServerAnnouncement>> ListAsync(DhtNode node, string modelId, int? blockCount, CancellationToken cancellationToken)
     {
         var result = await node.GetAsync(Key(modelId), cancellationToken).ConfigureAwait(false);
-        var servers = new List<ServerAnnouncement>();
-        foreach (var entry in result.Entries)
-        {
-            if (!RecordOwnership.TryGetOwner(entry.Subkey, out var owner) || entry.Subkey.Length != PeerId.TextLength)
-            {
-                continue;
-            }
-            ServerAnnouncement? server;
-            try
-            {
-                server = JsonSerializer.Deserialize<ServerAnnouncement>(entry.Value, Json);
-            }
-            catch (JsonException)
-            {
-                continue;
-            }
-            if (server is not null && server.PeerId == owner.ToString() && server.ModelId == modelId && PeerAddress.IsValid(server.Address)
-                && server.StartBlock >= 0 && server.EndBlock > server.StartBlock && (blockCount is null || server.EndBlock <= blockCount)
-                && double.IsFinite(server.Throughput) && server.Throughput >= 0 && server.FreeCacheTokens >= 0)
-            {
-                servers.Add(server with { Expiration = entry.Expiration });
-            }
-        }
-        return [.. servers.OrderBy(s => s.StartBlock).ThenBy(s => s.PeerId, StringComparer.Ordinal)];
+        var servers = OwnedRecords.Read<ServerAnnouncement>(result, s => s.PeerId, s => s.ModelId == modelId && PeerAddress.IsValid(s.Address)
+            && s.StartBlock >= 0 && s.EndBlock > s.StartBlock && (blockCount is null || s.EndBlock <= blockCount)
+            && double.IsFinite(s.Throughput) && s.Throughput >= 0 && s.FreeCacheTokens >= 0);
+        return [.. servers.Select(s => s.Value with { Expiration = s.Entry.Expiration }).OrderBy(s => s.StartBlock).ThenBy(s => s.PeerId, StringComparer.Ordinal)];
     }
-
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,128}$")]
-    private static partial Regex ModelIdPattern();
 }

@@ -41,9 +41,10 @@ public sealed class BlockServerHost : IAsyncDisposable
         var max = server.Options.MaxMessageBytes + (64 << 10);
         // streams are long-lived; each message is capped by gRPC
         var builder = GrpcHost.CreateBuilder(listenAddress, port, max, maxRequestBodyBytes: null, loggerFactory);
-        builder.Services.AddSingleton(new BlockServing.Slot { Server = server });
+        var blocks = BlockServing.Services(new BlockServing.Slot { Server = server }, server.Options.MaxMessageBytes);
+        blocks.Register(builder.Services);
         var app = builder.Build();
-        app.MapGrpcService<BlocksService>();
+        blocks.Map(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         return new BlockServerHost(app, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), GrpcHost.BoundPort(app)));
     }

@@ -33,8 +33,7 @@ public static class PeerDirectory
         {
             throw new ArgumentException("an announcement can only be published by the peer it describes", nameof(announcement));
         }
-        var value = JsonSerializer.SerializeToUtf8Bytes(announcement, Json);
-        return node.PutOwnAsync(Key, value, time.GetUtcNow() + ttl, cancellationToken);
+        return OwnedRecords.PutAsync(node, Key, announcement, ttl, time, cancellationToken, Json);
     }
 
     /// <summary>Every live peer's announcement, sorted by peer id. Entries that do not parse, or whose
@@ -42,25 +41,7 @@ public static class PeerDirectory
     public static async Task<IReadOnlyList<PeerAnnouncement>> ListAsync(DhtNode node, CancellationToken cancellationToken)
     {
         var result = await node.GetAsync(Key, cancellationToken).ConfigureAwait(false);
-        var peers = new List<PeerAnnouncement>();
-        foreach (var entry in result.Entries)
-        {
-            if (!RecordOwnership.TryGetOwner(entry.Subkey, out var owner) || entry.Subkey.Length != PeerId.TextLength)
-            {
-                continue; // only a peer's own bare subkey holds its announcement
-            }
-            try
-            {
-                var announcement = JsonSerializer.Deserialize<PeerAnnouncement>(entry.Value, Json);
-                if (announcement is not null && announcement.PeerId == owner.ToString())
-                {
-                    peers.Add(announcement with { Expiration = entry.Expiration });
-                }
-            }
-            catch (JsonException)
-            {
-            }
-        }
+        var peers = OwnedRecords.Read<PeerAnnouncement>(result, p => p.PeerId, json: Json).Select(p => p.Value with { Expiration = p.Entry.Expiration });
         return [.. peers.OrderBy(p => p.PeerId, StringComparer.Ordinal)];
     }
 }

@@ -29,8 +29,8 @@ internal sealed class AveragingService(AveragingHub hub) : Averaging.AveragingBa
     {
         using var state = hub.TakeSnapshot(request.RunId)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"this peer does not train run '{request.RunId}'"));
-        var parameters = StateTransfer.Bytes(state.Parameters);
-        var momentum = state.Momentum is null ? [] : StateTransfer.Bytes(state.Momentum);
+        var parameters = DeltaCodec.Encode(state.Parameters, DeltaCompression.F32);
+        var momentum = state.Momentum is null ? [] : DeltaCodec.Encode(state.Momentum, DeltaCompression.F32);
         await responseStream.WriteAsync(new StateChunk
         {
             Header = new StateHeader
@@ -88,23 +88,4 @@ public static class AveragingServing
 
     /// <summary>The services to pass to <see cref="SwarmNode.StartAsync"/>.</summary>
     public static SwarmServices Services(AveragingHub hub, int maxMessageBytes = DefaultMaxMessageBytes) => AveragingService.Services(hub, maxMessageBytes);
-
-    /// <summary>Combines several services on one port.</summary>
-    public static SwarmServices Combine(params SwarmServices[] services) => new()
-    {
-        Register = s =>
-        {
-            foreach (var service in services)
-            {
-                service.Register(s);
-            }
-        },
-        Map = e =>
-        {
-            foreach (var service in services)
-            {
-                service.Map(e);
-            }
-        },
-    };
 }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Pollen.Swarm.Dht;
-using Pollen.Swarm.Identity;
 using Pollen.Swarm.Records;
 using Pollen.Swarm.Transport;
 
@@ -66,21 +65,20 @@ public sealed record ProgressEntry
 /// </remarks>
 public static class Matchmaker
 {
-    private static readonly JsonSerializerOptions Json = new();
-
     /// <summary>The key of a round's ready entries.</summary>
-    public static string RoundKey(string runId, long round) => $"pollen/train/{runId}/round/{round}";
+    public static string RoundKey(string runId, long round) => $"pollen/train/{OwnedRecords.CheckName(runId, "run id")}/round/{round}";
 
     /// <summary>The key of the run's progress entries.</summary>
-    public static string ProgressKey(string runId) => $"pollen/train/{runId}/progress";
+    public static string ProgressKey(string runId) => $"pollen/train/{OwnedRecords.CheckName(runId, "run id")}/progress";
 
     /// <summary>Publishes this peer's progress, valid for <paramref name="ttl"/>.</summary>
     public static Task PublishProgressAsync(DhtNode node, string runId, ProgressEntry progress, TimeSpan ttl, TimeProvider time, CancellationToken cancellationToken) =>
-        node.PutOwnAsync(ProgressKey(runId), JsonSerializer.SerializeToUtf8Bytes(progress, Json), time.GetUtcNow() + ttl, cancellationToken);
+        OwnedRecords.PutAsync(node, ProgressKey(runId), progress, ttl, time, cancellationToken);
 
     /// <summary>Every live peer's progress (entries that do not parse or name another peer are skipped).</summary>
     public static async Task<IReadOnlyList<ProgressEntry>> ReadProgressAsync(DhtNode node, string runId, CancellationToken cancellationToken) =>
-        Owned<ProgressEntry>(await node.GetAsync(ProgressKey(runId), cancellationToken).ConfigureAwait(false), p => p.PeerId, p => PeerAddress.IsValid(p.Address) && p.Rounds >= 0);
+        [.. OwnedRecords.Read<ProgressEntry>(await node.GetAsync(ProgressKey(runId), cancellationToken).ConfigureAwait(false), p => p.PeerId,
+            p => PeerAddress.IsValid(p.Address) && p.Rounds >= 0).Select(p => p.Value)];
 
     /// <summary>
     /// Announces readiness for <paramref name="round"/> and returns the group, waiting up to
@@ -90,8 +88,7 @@ public static class Matchmaker
         CancellationToken cancellationToken, TimeSpan? poll = null)
     {
         var me = new ReadyEntry { PeerId = node.PeerId.ToString(), Address = node.Address, Layout = layout };
-        await node.PutOwnAsync(RoundKey(runId, round), JsonSerializer.SerializeToUtf8Bytes(me, Json), time.GetUtcNow() + window + TimeSpan.FromMinutes(10), cancellationToken)
-            .ConfigureAwait(false);
+        await OwnedRecords.PutAsync(node, RoundKey(runId, round), me, window + TimeSpan.FromMinutes(10), time, cancellationToken).ConfigureAwait(false);
         var interval = poll ?? TimeSpan.FromMilliseconds(200);
         var started = time.GetTimestamp();
         IReadOnlyList<ReadyEntry> ready;
@@ -118,28 +115,6 @@ public static class Matchmaker
     }
 
     private static async Task<IReadOnlyList<ReadyEntry>> ReadReadyAsync(DhtNode node, string runId, long round, string layout, CancellationToken cancellationToken) =>
-        Owned<ReadyEntry>(await node.GetAsync(RoundKey(runId, round), cancellationToken).ConfigureAwait(false), r => r.PeerId, r => PeerAddress.IsValid(r.Address) && r.Layout == layout);
-
-    private static List<T> Owned<T>(LookupResult result, Func<T, string> peerOf, Func<T, bool> valid)
-    {
-        var list = new List<T>();
-        foreach (var entry in result.Entries)
-        {
-            if (!RecordOwnership.TryGetOwner(entry.Subkey, out var owner) || entry.Subkey.Length != PeerId.TextLength)
-            {
-                continue;
-            }
-            try
-            {
-                if (JsonSerializer.Deserialize<T>(entry.Value, Json) is { } value && peerOf(value) == owner.ToString() && valid(value))
-                {
-                    list.Add(value);
-                }
-            }
-            catch (JsonException)
-            {
-            }
-        }
-        return list;
-    }
+        [.. OwnedRecords.Read<ReadyEntry>(await node.GetAsync(RoundKey(runId, round), cancellationToken).ConfigureAwait(false), r => r.PeerId,
+            r => PeerAddress.IsValid(r.Address) && r.Layout == layout).Select(r => r.Value)];
 }

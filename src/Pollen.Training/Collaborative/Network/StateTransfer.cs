@@ -16,15 +16,6 @@ public static class StateTransfer
     /// <summary>Largest data chunk of a transfer.</summary>
     public const int ChunkBytes = 1 << 20;
 
-    /// <summary>The float32 bytes of a flat tensor.</summary>
-    public static byte[] Bytes(Tensor flat)
-    {
-        using var f32 = flat.to(ScalarType.Float32).contiguous();
-        var bytes = new byte[f32.numel() * 4];
-        f32.bytes.CopyTo(bytes);
-        return bytes;
-    }
-
     /// <summary>Hex SHA-256 (as <see cref="ParameterVector.ContentHash"/> for a float32 model).</summary>
     public static string Hash(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 

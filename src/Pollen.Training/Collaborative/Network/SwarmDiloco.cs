@@ -25,57 +25,62 @@ public sealed record SwarmDilocoOptions
 
 /// <summary>What one round did.</summary>
 public sealed record SwarmRoundReport(long Round, int GroupSize, IReadOnlyList<int> ContributorsPerSlice, IReadOnlyList<string> Unreachable,
-    long BytesSent, long BytesReceived, string ParameterHash, TimeSpan InnerTime, TimeSpan AveragingTime);
+    long BytesSent, long BytesReceived, string ParameterHash, TimeSpan InnerTime, TimeSpan AveragingTime, double? Loss = null);
 
 /// <summary>
 /// One peer of a DiLoCo run over the swarm: each round runs the inner steps, finds the round's group in
 /// the DHT, all-reduces Δ with it (<see cref="ButterflyAllReduce"/>), applies the outer step and
 /// publishes its progress. The peer's node must serve <see cref="AveragingServing.Services"/> for
-/// <paramref name="hub"/>.
+/// <paramref name="hub"/>; the peer's state is offered there to peers that catch up.
 /// </summary>
-public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity identity, AveragingHub hub, SwarmDilocoOptions options,
-    TimeProvider? time = null, ILogger? logger = null) : IDisposable
+public sealed class SwarmDiloco : IDisposable
 {
-    private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private readonly ILogger _logger = logger ?? NullLogger.Instance;
+    private readonly DilocoPeer _peer;
+    private readonly SwarmNode _node;
+    private readonly NodeIdentity _identity;
+    private readonly AveragingHub _hub;
+    private readonly SwarmDilocoOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly PeerChannelPool _channels = new(AveragingServing.DefaultMaxMessageBytes + (64 << 10), TimeSpan.FromSeconds(5), 128);
+    private long _partsSent;
 
-    private readonly bool _offered = Offer(hub, options.RunId, peer);
-
-    private static bool Offer(AveragingHub hub, string runId, DilocoPeer peer)
+    /// <summary>Runs <paramref name="peer"/> in the run of <paramref name="options"/> through <paramref name="node"/>.</summary>
+    public SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity identity, AveragingHub hub, SwarmDilocoOptions options, TimeProvider? time = null, ILogger? logger = null)
     {
-        hub.OfferState(runId, peer.SnapshotState);
-        return true;
+        _peer = peer;
+        _node = node;
+        _identity = identity;
+        _hub = hub;
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        _logger = logger ?? NullLogger.Instance;
+        hub.OfferState(options.RunId, peer.SnapshotState);
     }
 
-    /// <summary>Whether this peer's state is offered to others (always, once constructed).</summary>
-    public bool OffersState => _offered;
-
     /// <summary>The local side of DiLoCo.</summary>
-    public DilocoPeer Peer => peer;
+    public DilocoPeer Peer => _peer;
 
     /// <summary>Fault injection for tests: replaces this peer's Δ before it is sent (a peer sending bad updates).</summary>
     internal Func<Tensor, Tensor>? TamperDelta { get; set; }
 
-    private long _partsSent;
-
     /// <summary>Bytes this peer sent so far: its parts, plus the reduced slices and state it served.</summary>
-    public long BytesSent => _partsSent + hub.BytesServed;
+    public long BytesSent => _partsSent + _hub.BytesServed;
 
     /// <summary>Bytes of results received so far.</summary>
     public long BytesReceived { get; private set; }
 
     /// <summary>Publishes this peer's progress (call once before the first round so others expect it).</summary>
     public Task PublishProgressAsync(CancellationToken cancellationToken, double? loss = null) =>
-        Matchmaker.PublishProgressAsync(node.Dht, options.RunId, new ProgressEntry
+        Matchmaker.PublishProgressAsync(_node.Dht, _options.RunId, new ProgressEntry
         {
-            PeerId = node.PeerId.ToString(),
-            Address = node.Address,
-            Rounds = peer.Round,
-            Tokens = peer.InnerStep * peer.TokensPerStep,
-            ParameterHash = peer.ParameterHash,
+            PeerId = _node.PeerId.ToString(),
+            Address = _node.Address,
+            Rounds = _peer.Round,
+            Tokens = _peer.InnerStep * _peer.TokensPerStep,
+            ParameterHash = _peer.ParameterHash,
             Loss = loss,
-        }, options.ProgressTtl, _time, cancellationToken);
+        }, _options.ProgressTtl, _time, cancellationToken);
 
     /// <summary>
     /// Catches up when needed: if the run's progress shows peers ahead of this one (it started late or
@@ -85,8 +90,8 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
     /// </summary>
     public async Task<bool> SyncAsync(CancellationToken cancellationToken)
     {
-        var me = node.PeerId.ToString();
-        var others = (await Matchmaker.ReadProgressAsync(node.Dht, options.RunId, cancellationToken).ConfigureAwait(false))
+        var me = _node.PeerId.ToString();
+        var others = (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
             .Where(p => p.PeerId != me && p.ParameterHash.Length == 64).ToList();
         if (others.Count == 0)
         {
@@ -94,9 +99,9 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
         }
         var newest = others.Max(p => p.Rounds);
         var current = others.Where(p => p.Rounds == newest).GroupBy(p => p.ParameterHash).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).First();
-        var mine = peer.ParameterHash;
-        var agreeing = others.Count(p => p.Rounds == peer.Round && p.ParameterHash == mine) + 1;
-        if (newest < peer.Round || (newest == peer.Round && (current.Key == mine || agreeing >= current.Count())))
+        var mine = _peer.ParameterHash;
+        var agreeing = others.Count(p => p.Rounds == _peer.Round && p.ParameterHash == mine) + 1;
+        if (newest < _peer.Round || (newest == _peer.Round && (current.Key == mine || agreeing >= current.Count())))
         {
             return false;
         }
@@ -104,9 +109,9 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
         {
             try
             {
-                using var state = await StateTransfer.DownloadAsync(_channels.Get(source.Address), options.RunId, peer.LayoutHash, peer.Length, current.Key,
+                using var state = await StateTransfer.DownloadAsync(_channels.Get(source.Address), _options.RunId, _peer.LayoutHash, _peer.Length, current.Key,
                     TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false);
-                peer.LoadState(state);
+                _peer.LoadState(state);
                 Log.Synced(_logger, state.Round, source.PeerId, current.Key[..12]);
                 await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
                 return true;
@@ -116,33 +121,36 @@ public sealed class SwarmDiloco(DilocoPeer peer, SwarmNode node, NodeIdentity id
                 Log.SyncFailed(_logger, source.PeerId, e.Message);
             }
         }
-        throw new Swarm.SwarmUnavailableException($"this peer is behind (round {peer.Round}, the run is at {newest}) and no peer of round {newest} gave a valid state");
+        throw new Swarm.SwarmUnavailableException($"this peer is behind (round {_peer.Round}, the run is at {newest}) and no peer of round {newest} gave a valid state");
     }
 
     /// <summary>Runs one round: inner steps, matchmaking, all-reduce, outer step, progress.</summary>
-    public async Task<SwarmRoundReport> RunRoundAsync(CancellationToken cancellationToken)
+    /// <param name="cancellationToken">Stops the round; the parameters stay at the last finished one.</param>
+    /// <param name="evaluate">Measure the validation loss after the outer step and publish it with the progress.</param>
+    public async Task<SwarmRoundReport> RunRoundAsync(CancellationToken cancellationToken, bool evaluate = false)
     {
-        var round = peer.Round;
+        var round = _peer.Round;
         var clock = _time.GetTimestamp();
         // the inner steps are CPU work: off the caller's thread so several in-process peers (and gRPC) keep running
-        using var honest = await Task.Run(() => peer.InnerRound(cancellationToken), cancellationToken).ConfigureAwait(false);
+        using var honest = await Task.Run(() => _peer.InnerRound(cancellationToken), cancellationToken).ConfigureAwait(false);
         using var delta = TamperDelta is { } tamper ? tamper(honest) : honest.alias();
         var inner = _time.GetElapsedTime(clock);
         clock = _time.GetTimestamp();
-        var servedBefore = hub.BytesServed;
-        var group = await Matchmaker.MatchAsync(node.Dht, options.RunId, round, peer.LayoutHash, options.MatchmakingWindow, _time, cancellationToken).ConfigureAwait(false);
-        var result = await ButterflyAllReduce.RunAsync(hub, identity, group, delta, options.AllReduce, _channels, cancellationToken).ConfigureAwait(false);
+        var servedBefore = _hub.BytesServed;
+        var group = await Matchmaker.MatchAsync(_node.Dht, _options.RunId, round, _peer.LayoutHash, _options.MatchmakingWindow, _time, cancellationToken).ConfigureAwait(false);
+        var result = await ButterflyAllReduce.RunAsync(_hub, _identity, group, delta, _options.AllReduce, _channels, cancellationToken).ConfigureAwait(false);
         using (result.Combined)
         {
-            peer.ApplyOuter(result.Combined);
+            _peer.ApplyOuter(result.Combined);
         }
         // slices served to members that fetch after this returns count towards the next round's figure (the total is exact)
-        var sent = result.BytesSent + (hub.BytesServed - servedBefore);
+        var sent = result.BytesSent + (_hub.BytesServed - servedBefore);
         _partsSent += result.BytesSent;
         BytesReceived += result.BytesReceived;
-        await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
+        var loss = evaluate ? _peer.Evaluate() : (double?)null;
+        await PublishProgressAsync(cancellationToken, loss).ConfigureAwait(false);
         var report = new SwarmRoundReport(round, group.Members.Count, result.ContributorsPerSlice, result.Unreachable, sent, result.BytesReceived,
-            peer.ParameterHash, inner, _time.GetElapsedTime(clock));
+            _peer.ParameterHash, inner, _time.GetElapsedTime(clock), loss);
         Log.RoundDone(_logger, round, group.Members.Count, result.Unreachable.Count, sent, report.ParameterHash[..12]);
         return report;
     }
