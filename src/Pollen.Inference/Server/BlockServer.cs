@@ -166,6 +166,7 @@ public sealed partial class BlockServer : IDisposable
         return _queue.RunAsync(() =>
         {
             using var scope = NewDisposeScope();
+            using var gradMode = enable_grad();
             var (input, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
             CheckFinite(request.GradOutput, "grad_output");
             var gradOutput = TensorWire.Decode(request.GradOutput, _options.MaxMessageBytes).to_type(Dtype);

@@ -171,6 +171,8 @@ public sealed class Trainer : IDisposable
     private (double Loss, double GradNorm) TrainStep(double lr)
     {
         using var scope = NewDisposeScope();
+        // grad mode is per thread and the step may run on any pool thread: say what it needs
+        using var grad = enable_grad();
         var (input, target) = _data.GetTrainBatch(Step, _options.BatchSize);
         _optimizer.ZeroGrad();
         var loss = _model.Loss(input, target);

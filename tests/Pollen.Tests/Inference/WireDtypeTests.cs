@@ -37,8 +37,12 @@ public class WireDtypeTests
 
         using var scope = NewDisposeScope();
         using var cache = new KvCache(8);
-        using var noGrad = no_grad();
-        var expected = swarm.Local.Blocks[1].forward(swarm.Local.Blocks[0].forward(input, positions, cache), positions, cache);
+        // grad mode is per thread: a no_grad scope must not live across an await
+        Tensor expected;
+        using (no_grad())
+        {
+            expected = swarm.Local.Blocks[1].forward(swarm.Local.Blocks[0].forward(input, positions, cache), positions, cache);
+        }
         var remote = TensorWire.Decode(reply).to_type(ScalarType.Float32);
         var error = ((remote - expected).abs().max() / expected.abs().max()).item<float>();
         Assert.True(error <= relativeTolerance, $"{wire}: max error {error} of the largest activation");

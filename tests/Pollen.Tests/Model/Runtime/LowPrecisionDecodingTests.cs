@@ -23,9 +23,12 @@ public class LowPrecisionDecodingTests
         using var bf16 = ModelCheckpoint.Load(files.Directory, ScalarType.BFloat16);
         Assert.Equal(ScalarType.BFloat16, bf16.Dtype);
         long[] ids = [3, 17, 9, 30, 2, 11, 5, 8];
-        using var noGrad = no_grad();
-        var full = bf16.forward(tensor(ids, [1, ids.Length])); // (1, T, V), float32 logits
-        var reference = f32.forward(tensor(ids, [1, ids.Length]));
+        Tensor full, reference;
+        using (no_grad()) // grad mode is per thread: a no_grad scope must not live across an await
+        {
+            full = bf16.forward(tensor(ids, [1, ids.Length])); // (1, T, V), float32 logits
+            reference = f32.forward(tensor(ids, [1, ids.Length]));
+        }
 
         using var session = bf16.OpenSession(16);
         var steps = new List<Tensor> { await session.ForwardAsync(tensor(ids[..4], [1, 4]), TestContext.Current.CancellationToken) };

@@ -65,6 +65,22 @@ public class TrainerTests
     }
 
     [Fact]
+    public void TrainsOnAThreadWhoseGradModeWasLeftOff()
+    {
+        // grad mode is per thread; a pool thread can be handed over with it off by code elsewhere
+        using var model = new Transformer(Tiny, seed: 4);
+        using var trainer = new Trainer(model, Data.Value, Options(3), outDir: null);
+        var losses = Losses(trainer);
+        using (no_grad())
+        {
+            trainer.Run(TestContext.Current.CancellationToken);
+            Assert.False(is_grad_enabled()); // the caller's mode is left as it was
+        }
+        Assert.Equal(3, losses.Count);
+        Assert.NotEqual(losses[0], losses[^1]);
+    }
+
+    [Fact]
     public void ResumedRunContinuesExactlyAsAnUninterruptedOne()
     {
         var dir = Path.Combine(Path.GetTempPath(), "pollen-trainer-" + Guid.NewGuid().ToString("N"));
