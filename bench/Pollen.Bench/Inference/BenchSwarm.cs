@@ -71,6 +71,9 @@ internal sealed class BenchSwarm : IAsyncDisposable
     /// <summary>Batched forwards (more than one session at once) over all servers started.</summary>
     public long BatchedSteps => _hosts.Sum(h => h?.Server.BatchedSteps ?? 0);
 
+    /// <summary>Times the servers moved the caches of sessions stepping together into one buffer.</summary>
+    public long SharedCaches => _hosts.Sum(h => h?.Server.SharedCaches ?? 0);
+
     public async ValueTask DisposeAsync()
     {
         for (var i = 0; i < _hosts.Count; i++)

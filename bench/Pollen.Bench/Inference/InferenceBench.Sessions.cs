@@ -27,6 +27,7 @@ public static partial class InferenceBench
         _ = await ConcurrentAsync(client, prompts, counts.Max(), s.GenerateTokens, cancellationToken).ConfigureAwait(false); // warm-up
         var rates = counts.ToDictionary(n => n, _ => new List<double>());
         var batchedBefore = swarm.BatchedSteps;
+        var sharedBefore = swarm.SharedCaches;
         int sessions = 0, matching = 0;
         for (var r = 0; r < s.Repeats; r++)
         {
@@ -58,6 +59,7 @@ public static partial class InferenceBench
             log?.Invoke($"{n} sessions, blocks alone (no network): {ceiling[n]:F1} tokens/s, {ceiling[n] / ceiling[counts[0]]:F2}× {counts[0]}");
         }
         result["batched_forwards"] = swarm.BatchedSteps - batchedBefore;
+        result["caches_shared"] = swarm.SharedCaches - sharedBefore;
         result["sessions_matching_local"] = matching;
         result["sessions_run"] = sessions;
         result["load_avg_1m"] = load;
@@ -126,6 +128,10 @@ public static partial class InferenceBench
                         {
                             h = block.forward(h, positions, caches[i]);
                         }
+                    }
+                    if (n > 1)
+                    {
+                        KvCache.Share(caches); // as a server does for sessions that keep stepping together
                     }
                     var clock = Stopwatch.StartNew();
                     for (var t = 0; t < Steps; t++)

@@ -5,6 +5,7 @@ using Pollen.Inference.Protos;
 using Pollen.Inference.Wire;
 using Pollen.Model.Checkpoints;
 using Pollen.Model.Config;
+using Pollen.Model.Layers;
 using Pollen.Model.Llama;
 using Pollen.Swarm.Tensors;
 using static TorchSharp.torch;
@@ -42,6 +43,7 @@ public sealed partial class BlockServer : IDisposable
     private long _reserved;
     private long _nextSessionId;
     private long _batchedSteps;
+    private long _sharedCaches;
     private long _lastCohort;
 
     /// <summary>Serves <paramref name="blocks"/>, which must be consecutive blocks of one model.</summary>
@@ -116,6 +118,9 @@ public sealed partial class BlockServer : IDisposable
 
     /// <summary>Number of batched forwards that stepped more than one session at once.</summary>
     public long BatchedSteps => Interlocked.Read(ref _batchedSteps);
+
+    /// <summary>Number of times a set of sessions that stepped together had its caches moved into one buffer.</summary>
+    public long SharedCaches => Interlocked.Read(ref _sharedCaches);
 
     /// <summary>Work items waiting for the compute thread (for tests and metrics).</summary>
     internal int PendingWork => _queue.Pending;
@@ -294,7 +299,7 @@ public sealed partial class BlockServer : IDisposable
         }
         lock (_lock)
         {
-            session.Cohort = work.Batchable ? ++_lastCohort : 0;
+            (session.Cohort, session.CohortSize) = (work.Batchable ? ++_lastCohort : 0, 1);
         }
         return TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
     }
@@ -308,25 +313,27 @@ public sealed partial class BlockServer : IDisposable
     private void RunBatch(IReadOnlyList<StepWork> batch)
     {
         // a step whose values are bad fails alone; the others still run together
-        var good = new List<StepWork>(batch.Count);
-        var positions = new List<long>(batch.Count);
+        var rows = new List<(StepWork Work, long Position)>(batch.Count);
         foreach (var work in batch)
         {
             try
             {
                 CheckValues(work.Step.Hidden, work.Step.Positions, work.Session.MaxLength);
-                positions.Add(work.Step.Positions is { Bytes.Length: > 0 } p ? TensorWire.Int64Range(p).Min : 0);
-                good.Add(work);
+                rows.Add((work, work.Step.Positions is { Bytes.Length: > 0 } p ? TensorWire.Int64Range(p).Min : 0));
             }
             catch (Exception e)
             {
                 work.Fail(e);
             }
         }
-        if (good.Count == 0)
+        if (rows.Count == 0)
         {
             return;
         }
+        // rows in session order, so a set of sessions that keeps stepping together keeps its rows
+        rows.Sort((a, b) => a.Work.Session.Id.CompareTo(b.Work.Session.Id));
+        var good = rows.ConvertAll(r => r.Work);
+        var positions = rows.ConvertAll(r => r.Position);
         try
         {
             using var scope = NewDisposeScope();
@@ -344,6 +351,10 @@ public sealed partial class BlockServer : IDisposable
             var position = tensor(positions.ToArray(), [good.Count, 1]); // (N, 1)
             var hidden = input.to_type(Dtype);
             var caches = good.ConvertAll(w => w.Session.Cache);
+            if (RanTogetherLastTime(good) && !KvCache.AreShared(caches) && KvCache.Share(caches))
+            {
+                Interlocked.Increment(ref _sharedCaches);
+            }
             var first = good[0].Session;
             for (var i = first.Start; i < first.End; i++)
             {
@@ -353,7 +364,7 @@ public sealed partial class BlockServer : IDisposable
             lock (_lock)
             {
                 var cohort = ++_lastCohort;
-                good.ForEach(w => w.Session.Cohort = cohort);
+                good.ForEach(w => (w.Session.Cohort, w.Session.CohortSize) = (cohort, good.Count));
             }
             var output = hidden.to_type(input.dtype).contiguous();
             var outputBytes = output.bytes;
@@ -369,6 +380,20 @@ public sealed partial class BlockServer : IDisposable
             {
                 work.Fail(e);
             }
+        }
+    }
+
+    /// <summary>
+    /// Whether these sessions, and only they, ran together in the last batch of each: a set that steps
+    /// together twice is likely to go on doing so, which is when moving their caches into one buffer
+    /// (a copy of what they hold) pays for itself.
+    /// </summary>
+    private bool RanTogetherLastTime(List<StepWork> batch)
+    {
+        lock (_lock)
+        {
+            var cohort = batch[0].Session.Cohort;
+            return batch.Count > 1 && cohort != 0 && batch.TrueForAll(w => w.Session.Cohort == cohort && w.Session.CohortSize == batch.Count);
         }
     }
 

@@ -53,6 +53,9 @@ internal sealed class BlockSession
     /// </summary>
     internal long Cohort { get; set; }
 
+    /// <summary>How many sessions ran in <see cref="Cohort"/>; under the server's lock.</summary>
+    internal int CohortSize { get; set; }
+
     /// <summary>Time of the last step or open; read and written under the server's lock.</summary>
     internal DateTimeOffset LastUsed { get; set; }
 

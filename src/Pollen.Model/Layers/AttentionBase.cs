@@ -51,6 +51,8 @@ public abstract class AttentionBase : nn.Module
     /// <paramref name="positions"/> (N, T) belongs to the session whose cache is <paramref name="caches"/>[i].
     /// Projections (most of the work) run batched; attention runs per session over its own cache, so
     /// sessions of different lengths share a forward. Equal to N separate <see cref="Forward"/> calls.
+    /// One-token steps of caches that share a buffer (<see cref="KvCache.Share"/>) append and attend
+    /// with one call for all rows, the padding of shorter rows masked.
     /// </summary>
     public Tensor ForwardSessions(Tensor x, Tensor positions, IReadOnlyList<LayerKvCache> caches)
     {
@@ -59,6 +61,18 @@ public abstract class AttentionBase : nn.Module
             throw new ArgumentException($"{caches.Count} caches for a batch of {x.shape[0]} sessions", nameof(caches));
         }
         var (q, k, v) = Project(x, positions);
+        if (x.shape[1] == 1 && SharedLayerKv.Covering(caches) is { } shared && shared.Append(k, v, positions) is var (keys, values, sharedPositions, filled))
+        {
+            var mask = Mask(positions, sharedPositions, cached: true, out var isCausal);
+            if (filled is not null)
+            {
+                var pad = filled.unsqueeze(1).unsqueeze(1); // (N, 1, 1, S)
+                mask = mask is null ? pad
+                    : mask.dtype == ScalarType.Bool ? mask.logical_and(pad)
+                    : mask.masked_fill(pad.logical_not(), float.NegativeInfinity);
+            }
+            return Output(AttendAll(q, keys, values, mask, isCausal)); // (N, 1, C)
+        }
         // one call each for the N rows (per-op overhead, not arithmetic, is what a step of N sessions pays for)
         var (qs, ks, vs, ps) = (q.split(1), k.split(1), v.split(1), positions.split(1));
         var rows = new Tensor[caches.Count];
@@ -73,9 +87,10 @@ public abstract class AttentionBase : nn.Module
 
     /// <summary>
     /// Attention of queries (B, Hq, T, ·) over keys (B, Hkv, S, ·) and values (B, Hkv, S, D) → (B, Hq, T, D).
-    /// A single query that sees every key (a cached decoding step) folds each group of query heads into
-    /// the query length, (B, Hkv, G, ·), instead of repeating keys and values G times: the same dot
-    /// products without copying the cache on every step.
+    /// A single query that sees every key (a cached decoding step; with shared caches, every key that is
+    /// filled, the same for all heads) folds each group of query heads into the query length,
+    /// (B, Hkv, G, ·), instead of repeating keys and values G times: the same dot products without
+    /// copying the cache on every step.
     /// </summary>
     private Tensor AttendAll(Tensor q, Tensor k, Tensor v, Tensor? mask, bool isCausal)
     {
@@ -84,10 +99,11 @@ public abstract class AttentionBase : nn.Module
         {
             return Attend(q, k, v, mask, isCausal);
         }
-        if (mask is null && !isCausal && q.shape[2] == 1)
+        var sameForAllHeads = mask is null || (mask.dtype == ScalarType.Bool && mask.shape[1] == 1 && mask.shape[2] == 1);
+        if (sameForAllHeads && !isCausal && q.shape[2] == 1)
         {
             long b = q.shape[0], hkv = k.shape[1];
-            var folded = Attend(q.reshape(b, hkv, groups, q.shape[3]), k, v, null, false); // (B, Hkv, G, D)
+            var folded = Attend(q.reshape(b, hkv, groups, q.shape[3]), k, v, mask, false); // (B, Hkv, G, D)
             return folded.reshape(b, hkv * groups, 1, folded.shape[3]); // (B, Hq, 1, D)
         }
         return Attend(q, RepeatKv(k), RepeatKv(v), mask, isCausal);

@@ -39,6 +39,42 @@ public sealed class KvCache : IDisposable
         return layer;
     }
 
+    /// <summary>
+    /// Moves the caches of single-row sessions that step together into one buffer per block (row i is
+    /// <paramref name="caches"/>[i]), so that a one-token step of them all appends and attends with one
+    /// call each instead of one per session (see <see cref="AttentionBase.ForwardSessions"/>). Each
+    /// session keeps working alone as before. Returns false, changing nothing, when the caches cannot
+    /// share: different blocks or shapes, a batch of more than one row, or a buffer that would hold more
+    /// tokens than the sessions' maximum lengths add up to.
+    /// </summary>
+    public static bool Share(IReadOnlyList<KvCache> caches)
+    {
+        if (caches.Count < 2 || caches.Distinct().Count() != caches.Count)
+        {
+            return false;
+        }
+        var layers = caches[0]._layers.Keys.Order().ToArray();
+        if (caches.Any(c => c._layers.Count != layers.Length || layers.Any(l => !c._layers.ContainsKey(l))))
+        {
+            return false;
+        }
+        var groups = layers.Select(l => caches.Select(c => c._layers[l]).ToArray()).ToArray();
+        if (!groups.All(SharedLayerKv.CanShare))
+        {
+            return false;
+        }
+        foreach (var group in groups)
+        {
+            SharedLayerKv.Share(group);
+        }
+        return true;
+    }
+
+    /// <summary>Whether every block of <paramref name="caches"/> is shared, row i being <paramref name="caches"/>[i].</summary>
+    public static bool AreShared(IReadOnlyList<KvCache> caches) =>
+        caches.Count > 0 && caches[0]._layers.Count > 0
+        && caches[0]._layers.Keys.All(l => SharedLayerKv.Covering(caches.Select(c => c._layers.GetValueOrDefault(l)).ToArray()) is not null);
+
     /// <summary>Forgets every token from <paramref name="length"/> on, in every layer.</summary>
     public void Truncate(int length)
     {
@@ -70,7 +106,25 @@ public sealed class LayerKvCache : IDisposable
     internal LayerKvCache(int maxLength) => _maxLength = maxLength;
 
     /// <summary>Tokens held.</summary>
-    public int Length { get; private set; }
+    public int Length { get; internal set; }
+
+    /// <summary>The most tokens this cache may hold.</summary>
+    internal int MaxLength => _maxLength;
+
+    /// <summary>Allocated positions per row.</summary>
+    internal int Capacity => _keys is null ? 0 : (int)_keys.shape[2];
+
+    /// <summary>Keys of every allocated position (B, Hk, capacity, Dk), or null before the first append.</summary>
+    internal Tensor? KeyBuffer => _keys;
+
+    /// <summary>Values of every allocated position (B, Hv, capacity, Dv), or null before the first append.</summary>
+    internal Tensor? ValueBuffer => _values;
+
+    /// <summary>The buffer this cache is a row of, or null when it owns its buffers.</summary>
+    internal SharedLayerKv? Shared { get; private set; }
+
+    /// <summary>This cache's row in <see cref="Shared"/>.</summary>
+    internal int Row { get; private set; }
 
     /// <summary>Bytes held by the buffers.</summary>
     public long AllocatedBytes => Bytes(_keys) + Bytes(_values) + Bytes(_positions);
@@ -101,6 +155,59 @@ public sealed class LayerKvCache : IDisposable
 
     internal void Truncate(int length) => Length = Math.Clamp(length, 0, Length);
 
+    /// <summary>Becomes row <paramref name="row"/> of <paramref name="shared"/>: the tokens held so far are copied there.</summary>
+    internal void Join(SharedLayerKv shared, int row, Tensor keys, Tensor values, Tensor positions)
+    {
+        if (Length > 0)
+        {
+            keys.narrow(2, 0, Length).copy_(_keys!.narrow(2, 0, Length));
+            values.narrow(2, 0, Length).copy_(_values!.narrow(2, 0, Length));
+            positions.narrow(1, 0, Length).copy_(_positions!.narrow(1, 0, Length));
+        }
+        Leave();
+        DisposeBuffers();
+        (_keys, _values, _positions) = (keys, values, positions);
+        (Shared, Row) = (shared, row);
+    }
+
+    /// <summary>Points at the rows of a shared buffer that was reallocated (the contents were copied with it).</summary>
+    internal void Rebind(Tensor keys, Tensor values, Tensor positions)
+    {
+        DisposeBuffers();
+        (_keys, _values, _positions) = (keys, values, positions);
+    }
+
+    /// <summary>Stops being a row of a shared buffer, taking its tokens into buffers of its own.</summary>
+    internal void Unshare()
+    {
+        if (Shared is null)
+        {
+            return;
+        }
+        var (keys, values, positions) = (_keys!, _values!, _positions!);
+        (_keys, _values, _positions) = (null, null, null);
+        var capacity = Math.Max(Length, Math.Min((int)keys.shape[2], _maxLength));
+        _keys = zeros([1, keys.shape[1], capacity, keys.shape[3]], keys.dtype).DetachFromDisposeScope();
+        _values = zeros([1, values.shape[1], capacity, values.shape[3]], values.dtype).DetachFromDisposeScope();
+        _positions = zeros([1, capacity], int64).DetachFromDisposeScope();
+        if (Length > 0)
+        {
+            _keys.narrow(2, 0, Length).copy_(keys.narrow(2, 0, Length));
+            _values.narrow(2, 0, Length).copy_(values.narrow(2, 0, Length));
+            _positions.narrow(1, 0, Length).copy_(positions.narrow(1, 0, Length));
+        }
+        keys.Dispose();
+        values.Dispose();
+        positions.Dispose();
+        Leave();
+    }
+
+    private void Leave()
+    {
+        Shared?.Release(this);
+        Shared = null;
+    }
+
     private void EnsureCapacity(Tensor keys, Tensor values, int needed)
     {
         var capacity = _keys is null ? 0 : (int)_keys.shape[2];
@@ -119,18 +226,25 @@ public sealed class LayerKvCache : IDisposable
             newValues.narrow(2, 0, Length).copy_(_values!.narrow(2, 0, Length));
             newPositions.narrow(1, 0, Length).copy_(_positions!.narrow(1, 0, Length));
         }
-        Dispose();
+        Leave(); // a row of a shared buffer that outgrows it continues on its own
+        DisposeBuffers();
         (_keys, _values, _positions) = (newKeys, newValues, newPositions);
     }
 
     private static long Bytes(Tensor? t) => t is null ? 0 : t.numel() * t.ElementSize;
 
-    /// <inheritdoc/>
-    public void Dispose()
+    private void DisposeBuffers()
     {
         _keys?.Dispose();
         _values?.Dispose();
         _positions?.Dispose();
         (_keys, _values, _positions) = (null, null, null);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Leave();
+        DisposeBuffers();
     }
 }

@@ -126,34 +126,50 @@ public class BlockServerValidationTests
         var server = swarm.Hosts[0]!.Server;
         using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
         manual_seed(9);
+        const int Rounds = 6;
         var prefixes = new[] { 3, 5, 2 };
-        var inputs = prefixes.Select(n => randn(1, n + 1, Config.HiddenSize)).ToArray();
+        var inputs = prefixes.Select(n => randn(1, n + Rounds, Config.HiddenSize)).ToArray();
         var spans = new List<RemoteSpan>();
-        var expected = new List<Tensor>();
+        var expected = new List<Tensor[]>();
         for (var s = 0; s < prefixes.Length; s++)
         {
             using var cache = new Pollen.Model.Layers.KvCache(16);
             using (no_grad())
             {
                 swarm.Local.RunBlocks(inputs[s].narrow(1, 0, prefixes[s]), Transformer.DefaultPositions(1, prefixes[s]), cache).Dispose();
-                expected.Add(swarm.Local.RunBlocks(inputs[s].narrow(1, prefixes[s], 1), Transformer.DefaultPositions(1, 1, prefixes[s]), cache));
+                expected.Add([.. Enumerable.Range(0, Rounds).Select(r => swarm.Local.RunBlocks(inputs[s].narrow(1, prefixes[s] + r, 1), Transformer.DefaultPositions(1, 1, prefixes[s] + r), cache))]);
             }
             var span = await RemoteSpan.OpenAsync(channel, swarm.Spans[0], 0, 3, 16, 1, new SwarmModelOptions(), Ct);
             spans.Add(span);
             await span.StepAsync(TensorWire.Encode(inputs[s].narrow(1, 0, prefixes[s])), Positions(1, prefixes[s]), Ct);
         }
-        // hold the compute thread until all three one-token steps are queued
-        using var gate = new ManualResetEventSlim();
-        var held = server.RunOnComputeThreadAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
-        var steps = spans.Select((span, s) => span.StepAsync(TensorWire.Encode(inputs[s].narrow(1, prefixes[s], 1)), Positions(1, 1, prefixes[s]), Ct)).ToArray();
-        await WaitUntilAsync(() => server.PendingWork == 3);
-        gate.Set();
-        Assert.True(await held);
-        var outputs = await Task.WhenAll(steps);
-        Assert.Equal(1, server.BatchedSteps);
-        for (var s = 0; s < spans.Count; s++)
+        // rounds 0-3: all three step together; from round 1 on they have run together before, so their
+        // caches move into one buffer; rounds 4-5: session 1 has closed and the other two go on together
+        var open = new List<int> { 0, 1, 2 };
+        for (var r = 0; r < Rounds; r++)
         {
-            RemoteBlockParityTests.AssertClose(expected[s], outputs[s], $"session {s}");
+            if (r == 4)
+            {
+                await spans[1].DisposeAsync();
+                open.Remove(1);
+            }
+            // hold the compute thread until every open session's one-token step is queued
+            using var gate = new ManualResetEventSlim();
+            var held = server.RunOnComputeThreadAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
+            var steps = open.Select(s => spans[s].StepAsync(TensorWire.Encode(inputs[s].narrow(1, prefixes[s] + r, 1)), Positions(1, 1, prefixes[s] + r), Ct)).ToArray();
+            await WaitUntilAsync(() => server.PendingWork == open.Count);
+            gate.Set();
+            Assert.True(await held);
+            var outputs = await Task.WhenAll(steps);
+            for (var i = 0; i < open.Count; i++)
+            {
+                RemoteBlockParityTests.AssertClose(expected[open[i]][r], outputs[i], $"session {open[i]}, round {r}");
+            }
+            Assert.Equal(r + 1, server.BatchedSteps);
+            Assert.Equal(r switch { 0 => 0, < 4 => 1, 4 => 1, _ => 2 }, server.SharedCaches);
+        }
+        foreach (var s in open)
+        {
             await spans[s].DisposeAsync();
         }
     }

@@ -134,6 +134,94 @@ public class TransformerTests
         }
     }
 
+    public static TheoryData<string, int[], int[], int> SharedScenarios()
+    {
+        var data = new TheoryData<string, int[], int[], int>();
+        foreach (var name in ModelTestConfigs.All.Keys)
+        {
+            // rows of different lengths; the buffer grows (64 → 128 → 146) and then the rows go back to
+            // buffers of their own (past the limit: the maximum lengths added up, over the rows)
+            data.Add(name, [60, 3, 5], [200, 120, 120], 90);
+            // rows of the same length: appended by one narrow copy
+            data.Add(name, [4, 4, 4, 4], [40, 40, 40, 40], 6);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(SharedScenarios))]
+    public void SessionsSharingOneCacheBufferStepAsTheyWouldAlone(string name, int[] prefixes, int[] maxLengths, int steps)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        using var model = new Transformer(ModelTestConfigs.All[name] with { MaxPositionEmbeddings = 256 });
+        model.eval();
+        using var noGrad = no_grad();
+        var n = prefixes.Length;
+        var shared = maxLengths.Select(m => new KvCache(m)).ToArray();
+        var separate = maxLengths.Select(m => new KvCache(m)).ToArray();
+        try
+        {
+            for (var i = 0; i < n; i++)
+            {
+                using var stepScope = NewDisposeScope();
+                var h = model.Embed(RandomIds(1, prefixes[i], model.Config.VocabSize, 10 + i));
+                var pos = Transformer.DefaultPositions(1, prefixes[i]);
+                model.RunBlocks(h, pos, shared[i]);
+                model.RunBlocks(h, pos, separate[i]);
+            }
+            Assert.True(KvCache.Share(shared));
+            Assert.True(KvCache.AreShared(shared));
+            Assert.False(KvCache.AreShared([.. shared.Reverse()])); // rows are in order
+            var wasShared = new List<bool>();
+            for (var step = 0; step < steps; step++)
+            {
+                using var stepScope = NewDisposeScope();
+                wasShared.Add(KvCache.AreShared(shared));
+                var x = model.Embed(RandomIds(n, 1, model.Config.VocabSize, 100 + step)); // (N, 1, C)
+                var positions = cat(shared.Select(c => Transformer.DefaultPositions(1, 1, c.Length)).ToArray(), 0); // (N, 1)
+                var together = x;
+                foreach (var block in model.Blocks)
+                {
+                    together = block.ForwardSessions(together, positions, shared);
+                }
+                for (var i = 0; i < n; i++)
+                {
+                    var alone = model.RunBlocks(x.narrow(0, i, 1), positions.narrow(0, i, 1), separate[i]);
+                    var diff = (together.narrow(0, i, 1) - alone).abs().max().item<float>();
+                    Assert.True(diff < 1e-5, $"step {step}, session {i}: shared differs from alone by {diff}");
+                }
+            }
+            Assert.Equal(separate.Select(c => c.Length), shared.Select(c => c.Length));
+            Assert.True(wasShared[^1] == (prefixes.Max() + steps <= maxLengths.Sum() / n), "rows past the limit are unshared, rows within it stay shared");
+        }
+        finally
+        {
+            foreach (var c in shared.Concat(separate))
+            {
+                c.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public void CachesThatCannotShareAreLeftAlone()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build("rope-standard-gqa");
+        using var noGrad = no_grad();
+        using var a = new KvCache(32);
+        using var b = new KvCache(4);
+        using var empty = new KvCache(32);
+        model.RunBlocks(model.Embed(RandomIds(1, 20, model.Config.VocabSize, 1)), Transformer.DefaultPositions(1, 20), a);
+        model.RunBlocks(model.Embed(RandomIds(1, 2, model.Config.VocabSize, 2)), Transformer.DefaultPositions(1, 2), b);
+        Assert.False(KvCache.Share([a, empty])); // nothing cached yet in one of them
+        Assert.False(KvCache.Share([a, b])); // 21 positions per row would exceed (32 + 4) / 2
+        Assert.False(KvCache.Share([a, a]));
+        Assert.False(KvCache.AreShared([a, b]));
+        Assert.Equal(20, a.Length);
+    }
+
     [Fact]
     public void CausalityHoldsFutureTokensDoNotChangePastLogits()
     {
