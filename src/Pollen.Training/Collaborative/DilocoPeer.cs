@@ -120,7 +120,11 @@ public sealed class DilocoPeer : IDisposable
         }
     }
 
-    /// <summary>Takes over a state received from a peer (checked by the caller): parameters, outer momentum and round.</summary>
+    /// <summary>
+    /// Takes over a state received from a peer (checked by the caller): parameters, outer momentum and
+    /// round; the inner schedule's clock moves to that round's first step, so a peer that joins late
+    /// trains at the learning rate the others use instead of starting its warm-up again.
+    /// </summary>
     public void LoadState(DilocoState state)
     {
         if (state.Layout != LayoutHash || state.Parameters.numel() != Length)
@@ -137,6 +141,7 @@ public sealed class DilocoPeer : IDisposable
                 _outer.LoadState(momentum, state.OuterSteps, Length);
             }
             Round = (int)state.Round;
+            _inner.AdvanceTo((long)Round * Options.InnerSteps);
         }
     }
 

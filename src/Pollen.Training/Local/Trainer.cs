@@ -96,6 +96,14 @@ public sealed class Trainer : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Moves the step clock — the learning-rate schedule's position and the batch order — forward to
+    /// <paramref name="step"/> (never back, never past <see cref="TrainerOptions.Steps"/>), for a peer that
+    /// joins a collaborative run in progress: its next step uses the learning rate the others use. The
+    /// optimizer's own state is untouched (its bias correction counts the updates it has made).
+    /// </summary>
+    public void AdvanceTo(long step) => Step = Math.Clamp(step, Step, Math.Max(Step, _options.Steps));
+
     /// <summary>Trains until <see cref="TrainerOptions.Steps"/>; cancellation stops after the current step and saves a checkpoint.</summary>
     public TrainResult Run(CancellationToken cancellationToken = default)
     {

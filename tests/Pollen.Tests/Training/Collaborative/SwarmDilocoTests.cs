@@ -83,6 +83,7 @@ public sealed class SwarmDilocoJoinTests
         Assert.True(await late.SyncAsync(Ct));
         Assert.Equal(run[0].Peer.ParameterHash, late.Peer.ParameterHash);
         Assert.Equal(2, late.Peer.Round);
+        Assert.Equal(run[0].Peer.InnerStep, late.Peer.InnerStep); // its schedule continues where the others are
         Assert.False(await run[0].SyncAsync(Ct)); // peers in step do nothing
 
         var reports = await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));

@@ -160,6 +160,24 @@ public class TrainerTests
     }
 
     [Fact]
+    public void AdvancingTheClockSkipsTheWarmUpAndNeverGoesBack()
+    {
+        using var model = new Transformer(Tiny, seed: 4);
+        var options = Options(40) with { WarmupSteps = 10 };
+        using var trainer = new Trainer(model, Data.Value, options, outDir: null);
+        var rates = new List<(long Step, double Lr)>();
+        trainer.Progress += p => rates.Add((p.Step, p.LearningRate));
+        trainer.AdvanceTo(20);
+        trainer.AdvanceTo(5); // never back
+        Assert.Equal(20, trainer.Step);
+        trainer.RunUntil(21, TestContext.Current.CancellationToken);
+        var schedule = new LearningRateSchedule(options.LearningRate, 10, 40, options.MinLearningRateRatio);
+        Assert.Equal((21L, schedule.At(20)), rates[^1]); // the step after the jump uses the schedule at step 20, past warm-up
+        trainer.AdvanceTo(1000);
+        Assert.Equal(40, trainer.Step); // never past the end
+    }
+
+    [Fact]
     public void BadOptionsAreNamed()
     {
         Assert.Contains("--steps", Assert.Throws<ArgumentException>(() => new TrainerOptions { Steps = 0 }.Validate()).Message);
