@@ -83,19 +83,31 @@ internal sealed class GreedyDecoder : IDisposable
     }
 
     /// <summary>
-    /// Decodes the same prompt with two models token by token in alternation (a b, b a, a b, …), so both
-    /// see the same machine load to within one step: their rates compare even on a busy machine.
+    /// Decodes the same prompt with two models in alternation, <paramref name="chunk"/> tokens at a time
+    /// (a then b, b then a, …), so both see the same machine load to within one chunk: their rates compare
+    /// even on a busy machine. With a chunk of 1 each model's steps are separated by the other's, so its
+    /// threads go idle between its own steps; longer chunks measure decoding as a user runs it, one token
+    /// after another.
     /// </summary>
-    public static async Task<(Decoded A, Decoded B)> RunAlternatingAsync(ICausalLM a, ICausalLM b, long[] prompt, int tokens, CancellationToken cancellationToken)
+    public static async Task<(Decoded A, Decoded B)> RunAlternatingAsync(ICausalLM a, ICausalLM b, long[] prompt, int tokens, int chunk, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunk, 1);
         using var first = await StartAsync(a, prompt, tokens, cancellationToken).ConfigureAwait(false);
         using var second = await StartAsync(b, prompt, tokens, cancellationToken).ConfigureAwait(false);
-        for (var i = 1; i < tokens; i++)
+        var turn = 0;
+        for (var i = 1; i < tokens; i += chunk, turn++)
         {
-            var (x, y) = i % 2 == 1 ? (first, second) : (second, first);
-            await x.StepAsync(cancellationToken).ConfigureAwait(false);
-            await y.StepAsync(cancellationToken).ConfigureAwait(false);
+            var (x, y) = turn % 2 == 0 ? (first, second) : (second, first);
+            var steps = Math.Min(chunk, tokens - i);
+            for (var k = 0; k < steps; k++)
+            {
+                await x.StepAsync(cancellationToken).ConfigureAwait(false);
+            }
+            for (var k = 0; k < steps; k++)
+            {
+                await y.StepAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
         return (first.Result, second.Result);
     }
