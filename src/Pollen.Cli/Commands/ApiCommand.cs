@@ -1,8 +1,11 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Pollen.Inference.Client;
+using Pollen.Inference.Routing;
 using Pollen.Model;
 using Pollen.Model.Tokenizers;
 using Pollen.Node.Api;
+using Pollen.Node.Status;
 
 namespace Pollen.Cli.Commands;
 
@@ -41,11 +44,12 @@ internal static class ApiCommand
             var id = r.GetValue(modelId) ?? ModelLoading.DefaultModelId(directory!);
             var served = new ServedModel(id, lm, tokenizer);
             var options = new ApiOptions { ListenAddress = r.GetValue(listen)!, Port = r.GetValue(port) };
-            await using (var server = await ApiServer.StartAsync(served, options, logging, cancellationToken: ct).ConfigureAwait(false))
+            await using var status = StatusSource(client, lm, id, logging);
+            await using (var server = await ApiServer.StartAsync(served, options, logging, status: status, cancellationToken: ct).ConfigureAwait(false))
             {
                 var url = server.Url.ToString();
                 Console.Out.WriteLine($"serving  {id} ({served.ContextLength} tokens of context{(tokenizer is null ? "; no tokenizer: token-id prompts only" : "")})");
-                Console.Out.WriteLine($"url      {url}  (OpenAI base URL: {url}v1)");
+                Console.Out.WriteLine($"url      {url}  (OpenAI base URL: {url}v1; dashboard: {url}; metrics: {url}metrics)");
                 Console.Out.WriteLine($"try      curl {url}v1/chat/completions -H 'Content-Type: application/json' -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 20}}'");
                 if (r.GetValue(json))
                 {
@@ -57,6 +61,24 @@ internal static class ApiCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// What the dashboard shows for this gateway: the swarm's servers as its directory lists them, or, for a
+    /// local checkpoint, this process holding every block.
+    /// </summary>
+    private static DirectoryStatusSource StatusSource(SwarmClient? client, ICausalLM lm, string modelId, Microsoft.Extensions.Logging.ILoggerFactory logging)
+    {
+        var config = lm.Config;
+        var model = new ModelSummary(modelId, config.Fingerprint(), config.NumHiddenLayers, config.ParameterCount(), config.ToString());
+        var started = DateTimeOffset.UtcNow;
+        if (client is null)
+        {
+            var node = new NodeSummary("local", "", null, ["api", "serve"], started);
+            return new DirectoryStatusSource(node, model, new StaticServerDirectory([new ServerSpan("this process", 0, config.NumHiddenLayers)]));
+        }
+        var identity = new NodeSummary(client.Node?.PeerId.ToString() ?? "client", client.Node?.Address ?? "", null, ["api"], started);
+        return new DirectoryStatusSource(identity, model, client.Model.Directory, logger: logging.CreateLogger("Pollen.Node.Status"));
     }
 
     /// <summary>The model behind the API: a local checkpoint, loaded whole.</summary>

@@ -127,6 +127,9 @@ internal sealed class SwarmClient(SwarmModel model, ITokenizer? tokenizer, Swarm
 
     public ITokenizer? Tokenizer { get; } = tokenizer;
 
+    /// <summary>The DHT node that finds the servers, or null with a fixed list.</summary>
+    public SwarmNode? Node => node;
+
     public async ValueTask DisposeAsync()
     {
         Model.Dispose();

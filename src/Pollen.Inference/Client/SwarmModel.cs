@@ -62,6 +62,9 @@ public sealed class SwarmModel : ICausalLM, IDisposable
     /// <inheritdoc/>
     public ModelConfig Config => Ends.Config;
 
+    /// <summary>Where the servers are listed.</summary>
+    public IServerDirectory Directory => _directory;
+
     /// <summary>Embedding and head.</summary>
     public ModelEnds Ends { get; }
 

@@ -7,6 +7,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Pollen.Node.Dashboard;
+using Pollen.Node.Status;
 using Pollen.Swarm.Transport;
 
 namespace Pollen.Node.Api;
@@ -34,11 +36,14 @@ public sealed class ApiServer : IAsyncDisposable
     /// <summary>Base URL clients use, e.g. <c>http://127.0.0.1:5000/</c> (the OpenAI base URL is this plus <c>v1</c>).</summary>
     public Uri Url { get; }
 
-    /// <summary>Starts serving <paramref name="model"/> as <paramref name="options"/> say.</summary>
+    /// <summary>
+    /// Starts serving <paramref name="model"/> as <paramref name="options"/> say; with <paramref name="status"/>,
+    /// also the web dashboard, <c>/api/status</c>, <c>/metrics</c> and <c>/healthz</c> (<see cref="DashboardEndpoints"/>).
+    /// </summary>
     /// <exception cref="ArgumentException">An option is out of range.</exception>
     /// <exception cref="IOException">The port is taken.</exception>
     public static async Task<ApiServer> StartAsync(ServedModel model, ApiOptions options, ILoggerFactory? loggerFactory = null,
-        TimeProvider? time = null, CancellationToken cancellationToken = default)
+        TimeProvider? time = null, INodeStatusSource? status = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
@@ -54,6 +59,10 @@ public sealed class ApiServer : IAsyncDisposable
         });
         builder.Services.AddRoutingCore();
         var app = builder.Build();
+        if (status is not null)
+        {
+            app.MapPollenDashboard(status);
+        }
         app.MapPollenApi(model, options, time);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;

@@ -14,7 +14,7 @@ public sealed record NodeStatus
     public required DateTimeOffset Time { get; init; }
 
     /// <summary>This node.</summary>
-    public required NodeIdentity Node { get; init; }
+    public required NodeSummary Node { get; init; }
 
     /// <summary>The model the swarm serves and trains.</summary>
     public required ModelSummary Model { get; init; }
@@ -46,7 +46,7 @@ public sealed record NodeStatus
 /// <param name="HttpUrl">Base URL of the HTTP API and dashboard, or null without one.</param>
 /// <param name="Roles">What the node does: "train", "serve", "api".</param>
 /// <param name="StartedAt">When the node started.</param>
-public sealed record NodeIdentity(string PeerId, string SwarmAddress, string? HttpUrl, IReadOnlyList<string> Roles, DateTimeOffset StartedAt);
+public sealed record NodeSummary(string PeerId, string SwarmAddress, string? HttpUrl, IReadOnlyList<string> Roles, DateTimeOffset StartedAt);
 
 /// <summary>The model: its id, shape fingerprint and number of blocks (for the coverage picture).</summary>
 public sealed record ModelSummary(string ModelId, string ConfigFingerprint, int NumBlocks, long Parameters, string Description);
