@@ -152,6 +152,8 @@ public class BlockServerValidationTests
             {
                 await spans[1].DisposeAsync();
                 open.Remove(1);
+                // the close frees the cache on the compute thread: let it run before the thread is held
+                await WaitUntilAsync(() => server.SessionCount == open.Count && server.PendingWork == 0);
             }
             // hold the compute thread until every open session's one-token step is queued
             using var gate = new ManualResetEventSlim();
