@@ -4,6 +4,8 @@ using Pollen.Cli.Commands;
 
 var root = new RootCommand("Pollen: train and serve language models on machines that volunteers contribute.")
 {
+    NodeCommand.Create(),
+    StatusCommand.Create(),
     DemoCommand.Create(),
     TrainCommand.Create(),
     GenerateCommand.Create(),

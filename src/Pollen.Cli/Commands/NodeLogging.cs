@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Pollen.Node.Status;
 
 namespace Pollen.Cli.Commands;
 
@@ -18,8 +19,33 @@ internal static class NodeLogging
             c.TimestampFormat = "HH:mm:ss ";
         });
         b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        b.SetMinimumLevel(verbose ? LogLevel.Debug : quiet ? LogLevel.Warning : LogLevel.Information);
+        Filter(b, verbose ? LogLevel.Debug : quiet ? LogLevel.Warning : LogLevel.Information);
+    });
+
+    /// <summary>
+    /// Logging of <c>pollen node</c>: every line into <paramref name="recent"/> (the dashboards' log panel)
+    /// and, with <paramref name="json"/>, as one JSON object per line on stderr (for log collectors and
+    /// scripts; used when there is no terminal dashboard).
+    /// </summary>
+    public static ILoggerFactory CreateForNode(bool verbose, bool json, RecentLog recent) => LoggerFactory.Create(b =>
+    {
+        if (json)
+        {
+            b.AddJsonConsole(c =>
+            {
+                c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                c.UseUtcTimestamp = true;
+            });
+            b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        }
+        b.AddProvider(recent);
+        Filter(b, verbose ? LogLevel.Debug : LogLevel.Information);
+    });
+
+    private static void Filter(ILoggingBuilder b, LogLevel level)
+    {
+        b.SetMinimumLevel(level);
         b.AddFilter("Microsoft", LogLevel.Warning);
         b.AddFilter("Grpc", LogLevel.Warning);
-    });
+    }
 }

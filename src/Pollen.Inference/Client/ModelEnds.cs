@@ -55,6 +55,35 @@ public sealed class ModelEnds : nn.Module
         return ends;
     }
 
+    /// <summary>
+    /// Copies embedding, final norm and head from <paramref name="weights"/>, named as in a checkpoint
+    /// (<c>model.embed_tokens.weight</c>, <c>model.norm.weight</c>, <c>lm_head.weight</c>), e.g. a training
+    /// model's <c>named_parameters</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor is missing or has another shape.</exception>
+    public void CopyFrom(IReadOnlyDictionary<string, Tensor> weights)
+    {
+        using var noGrad = no_grad();
+        Copy(_embedTokens, "model.embed_tokens.");
+        Copy(_norm, "model.norm.");
+        if (_lmHead is not null)
+        {
+            Copy(_lmHead, "lm_head.");
+        }
+
+        void Copy(nn.Module module, string prefix)
+        {
+            foreach (var (name, parameter) in module.named_parameters())
+            {
+                if (!weights.TryGetValue(prefix + name, out var value) || !value.shape.SequenceEqual(parameter.shape))
+                {
+                    throw new ArgumentException($"'{prefix}{name}' is missing or has another shape", nameof(weights));
+                }
+                parameter.copy_(value);
+            }
+        }
+    }
+
     /// <summary>Token ids (B, T) → hidden states (B, T, C).</summary>
     public Tensor Embed(Tensor ids) => _embedTokens.forward(ids);
 

@@ -45,6 +45,7 @@ public sealed partial class BlockServer : IDisposable
     private long _batchedSteps;
     private long _sharedCaches;
     private long _lastCohort;
+    private long _tokensServed;
 
     /// <summary>Serves <paramref name="blocks"/>, which must be consecutive blocks of one model.</summary>
     public BlockServer(IReadOnlyList<Block> blocks, BlockServerOptions options, TimeProvider? time = null, ILogger<BlockServer>? logger = null)
@@ -301,6 +302,7 @@ public sealed partial class BlockServer : IDisposable
         {
             (session.Cohort, session.CohortSize) = (work.Batchable ? ++_lastCohort : 0, 1);
         }
+        Interlocked.Add(ref _tokensServed, (long)tokens * session.BatchSize);
         return TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
     }
 
@@ -361,6 +363,7 @@ public sealed partial class BlockServer : IDisposable
                 hidden = _blocks[i - StartBlock].ForwardSessions(hidden, position, caches);
             }
             Interlocked.Increment(ref _batchedSteps);
+            Interlocked.Add(ref _tokensServed, good.Count);
             lock (_lock)
             {
                 var cohort = ++_lastCohort;

@@ -82,4 +82,27 @@ public static class BlockServing
                 FreeMemoryBytes = null,
             }, ttl, time, ct).ConfigureAwait(false);
         }, ttl, time, logger);
+
+    /// <summary>
+    /// Takes <paramref name="server"/>'s announcements back when it leaves: its subkeys under the model's key
+    /// and in the peer directory are overwritten by entries readers skip (an empty span, no served blocks),
+    /// valid a little longer than the last announcement could be, so they win over any replica of it. Clients
+    /// stop routing to the server at their next directory refresh instead of after the TTL.
+    /// </summary>
+    public static async Task WithdrawAsync(DhtNode node, BlockServer server, TimeSpan ttl, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var tombstoneTtl = ttl + TimeSpan.FromSeconds(5);
+        var last = Describe(node, server, 0);
+        await ModelServers.AnnounceAsync(node, last with { StartBlock = 0, EndBlock = 0, FreeCacheTokens = 0 }, tombstoneTtl, time, cancellationToken).ConfigureAwait(false);
+        await PeerDirectory.AnnounceAsync(node, new PeerAnnouncement
+        {
+            PeerId = last.PeerId,
+            Address = last.Address,
+            Version = last.Version,
+            Role = "left",
+            Serves = [],
+            ThroughputTokensPerSecond = 0,
+            FreeMemoryBytes = null,
+        }, tombstoneTtl, time, cancellationToken).ConfigureAwait(false);
+    }
 }

@@ -31,6 +31,9 @@ public sealed record NodeStatus
     /// <summary>The most recent log lines, oldest first.</summary>
     public IReadOnlyList<LogLine> RecentLog { get; init; } = [];
 
+    /// <summary>The training run as its progress entries in the DHT show it, or null when not read.</summary>
+    public RunSummary? Run { get; init; }
+
     /// <summary>JSON options for every status document: snake_case names, nulls omitted.</summary>
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web)
     {
@@ -72,7 +75,19 @@ public sealed record PeerSummary(string PeerId, string Address, int StartBlock, 
 /// <param name="LastGroupSize">Peers in the last averaging round.</param>
 /// <param name="Losses">Validation loss by round, oldest first.</param>
 public sealed record TrainingSummary(string RunId, int Round, int InnerStep, int InnerSteps, double TokensPerSecond,
-    long BytesSent, long BytesReceived, int LastGroupSize, IReadOnlyList<RoundLoss> Losses);
+    long BytesSent, long BytesReceived, int LastGroupSize, IReadOnlyList<RoundLoss> Losses)
+{
+    /// <summary>SHA-256 of the parameters at the start of the current round (equal on peers in sync), or null.</summary>
+    public string? ParameterHash { get; init; }
+}
+
+/// <summary>A training run as the swarm sees it: the peers' signed progress entries in the DHT.</summary>
+/// <param name="RunId">The run.</param>
+/// <param name="Round">The newest round any live peer has finished.</param>
+/// <param name="Tokens">Training tokens processed, summed over the live peers.</param>
+/// <param name="LivePeers">Peers with an unexpired progress entry.</param>
+/// <param name="ParameterHash">Parameters most peers of the newest round agree on.</param>
+public sealed record RunSummary(string RunId, long Round, long Tokens, int LivePeers, string? ParameterHash);
 
 /// <summary>Validation loss (nats/token) after a round.</summary>
 public sealed record RoundLoss(int Round, double Loss);
@@ -87,7 +102,11 @@ public sealed record RoundLoss(int Round, double Loss);
 /// <param name="CacheTokensUsed">Cache tokens reserved by open sessions.</param>
 /// <param name="CacheTokens">The cache budget.</param>
 public sealed record ServingSummary(int StartBlock, int EndBlock, int ServedRound, int OpenSessions, long TokensServed,
-    double TokensPerSecond, long CacheTokensUsed, long CacheTokens);
+    double TokensPerSecond, long CacheTokensUsed, long CacheTokens)
+{
+    /// <summary>SHA-256 of the served parameters when they came from a training round, or null.</summary>
+    public string? ParameterHash { get; init; }
+}
 
 /// <summary>One log line.</summary>
 public sealed record LogLine(DateTimeOffset Time, string Level, string Category, string Message);
