@@ -14,9 +14,12 @@ internal static class PollenProcess
 
     private static string CliPath => Path.Combine(AppContext.BaseDirectory, "pollen.dll");
 
-    public static async Task<Result> RunAsync(params string[] args)
+    public static Task<Result> RunAsync(params string[] args) => RunAsync(args, threads: true);
+
+    /// <summary>Runs <c>pollen</c> to completion; <paramref name="threads"/> false for commands without <c>--threads</c>.</summary>
+    public static async Task<Result> RunAsync(string[] args, bool threads)
     {
-        using var process = Start(args);
+        using var process = Start(args, threads);
         var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         await WaitAsync(process, TimeSpan.FromMinutes(3));
@@ -40,7 +43,10 @@ internal static class PollenProcess
     }
 
     /// <summary>Starts <c>pollen</c> with redirected output (one thread for tensor math).</summary>
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => Start(args, threads: true);
+
+    /// <summary>Starts <c>pollen</c> with redirected output, with <c>--threads 1</c> appended when <paramref name="threads"/>.</summary>
+    public static Process Start(string[] args, bool threads)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -53,8 +59,11 @@ internal static class PollenProcess
         {
             start.ArgumentList.Add(a);
         }
-        start.ArgumentList.Add("--threads");
-        start.ArgumentList.Add("1");
+        if (threads)
+        {
+            start.ArgumentList.Add("--threads");
+            start.ArgumentList.Add("1");
+        }
         return Process.Start(start)!;
     }
 }
