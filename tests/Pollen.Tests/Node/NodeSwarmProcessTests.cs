@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Pollen.Tests.Cli;
+
+namespace Pollen.Tests.Node;
+
+/// <summary>
+/// The acceptance run of <c>pollen node</c>: real OS processes on loopback. A founds the swarm, B joins;
+/// they train together (rounds advance, equal parameters), each serves half the blocks, and a chat on A
+/// streams through both. B is SIGKILLed — A still answers (through a follower serving B's half) — and
+/// B rejoins from its home. A leaves on SIGTERM with exit code 0 and its announcement is gone long
+/// before it would have expired.
+/// </summary>
+public sealed class NodeSwarmProcessTests : IDisposable
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "pollen-node-swarm-" + Guid.NewGuid().ToString("N"));
+    private readonly List<NodeProcess> _nodes = [];
+
+    public void Dispose()
+    {
+        _nodes.ForEach(n => n.Dispose());
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
+
+    private NodeProcess Start(string name, params string[] args) => StartAt(name, name, args);
+
+    /// <summary>Starts a node called <paramref name="name"/> whose home is <paramref name="home"/> under the test's directory.</summary>
+    private NodeProcess StartAt(string name, string home, params string[] args)
+    {
+        var node = NodeProcess.Start(name, Path.Combine(_root, home), args);
+        _nodes.Add(node);
+        return node;
+    }
+
+    [Fact]
+    public async Task TwoNodesTrainServeAndSurviveAKill()
+    {
+        var clock = Stopwatch.StartNew();
+        var a = await Start("a", "--num-blocks", "2").ReadyAsync(Wait);
+        var b = await Start("b", "--num-blocks", "2", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
+
+        // B took the blocks nobody served; both train, and at the same round hold the same parameters
+        var bStatus = await b.WaitForStatusAsync(s => (int?)s["serving"]?["start_block"] == 2 && (int?)s["serving"]?["end_block"] == 4, Wait, "serving blocks 2..3");
+        var joinedAt = NodeProcess.Round(await a.StatusAsync());
+        var (round, hash) = await InSyncAsync(a, b, joinedAt + 2);
+        Assert.Equal(64, hash.Length);
+
+        // a streamed chat on A runs through A's blocks 0..1 and B's blocks 2..3
+        var servedA = NodeProcess.TokensServed(await a.StatusAsync());
+        var servedB = NodeProcess.TokensServed(await b.StatusAsync());
+        Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
+        Assert.True(NodeProcess.TokensServed(await a.StatusAsync()) > servedA, "A's blocks stepped no tokens");
+        Assert.True(NodeProcess.TokensServed(await b.StatusAsync()) > servedB, "B's blocks stepped no tokens");
+
+        // a follower (no training) covers B's half, serving the run's latest round
+        var c = await Start("c", "--no-train", "--blocks", "2:4", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
+        await c.WaitForStatusAsync(s => (int?)s["serving"]?["served_round"] >= round, Wait, $"serving round {round} or later");
+
+        // B vanishes; A keeps answering (routing around it) and keeps training
+        await b.KillAsync();
+        var roundAtKill = NodeProcess.Round(await a.StatusAsync());
+        Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
+        await a.WaitForStatusAsync(s => NodeProcess.Round(s) >= roundAtKill + 2, Wait, "rounds after B was killed");
+
+        // B restarts from its home and rejoins the run
+        var bRound = NodeProcess.Round(bStatus);
+        var restarted = await StartAt("b again", "b", "--num-blocks", "2", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
+        var again = NodeProcess.Round(await a.StatusAsync());
+        await InSyncAsync(a, restarted, again + 2);
+        Assert.True(Directory.Exists(Path.Combine(_root, "b", "node", "checkpoint")));
+        _ = bRound;
+
+        // A leaves on SIGTERM: exit code 0, a checkpoint, and its announcement withdrawn (well within the 60 s TTL)
+        var aPeer = (string)(await a.StatusAsync())["node"]!["peer_id"]!;
+        var exit = await a.TerminateAsync(TimeSpan.FromSeconds(30));
+        Assert.True(exit == 0, $"exit code {exit}\n{a.Output}");
+        Assert.True(File.Exists(Path.Combine(_root, "a", "node", "checkpoint", "diloco_state.json")));
+        await c.WaitForStatusAsync(s => s["peers"]!.AsArray().All(p => (string?)p!["peer_id"] != aPeer), TimeSpan.FromSeconds(25), "A's announcement to disappear");
+
+        // pollen status sees the rest of the swarm
+        var status = await PollenProcess.RunAsync(["status", "--initial-peers", c.SwarmAddress, "--json"], threads: false);
+        Assert.True(status.ExitCode == 0, status.Stderr);
+        var peers = status.Json["peers"]!.AsArray();
+        Assert.DoesNotContain(peers, p => (string?)p!["peer_id"] == aPeer);
+        Assert.True(peers.Count >= 2, status.Stdout);
+        Assert.True((long)status.Json["run"]!["round"]! >= again + 2, status.Stdout);
+        Assert.Contains("coverage", status.Stdout, StringComparison.Ordinal);
+        TestContext.Current.SendDiagnosticMessage($"node swarm test took {clock.Elapsed.TotalSeconds:F0} s");
+    }
+
+    [Fact]
+    public async Task ANoTrainNodeServesTheRunsLatestRound()
+    {
+        var a = await Start("a").ReadyAsync(Wait);
+        await a.WaitForStatusAsync(s => NodeProcess.Round(s) >= 3, Wait, "three rounds");
+        var follower = await Start("f", "--no-train", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
+        Assert.Null((await follower.StatusAsync())["training"]);
+        // whatever round A is at when the follower checks, the follower ends up serving it, with A's parameters
+        var deadline = DateTime.UtcNow + Wait;
+        while (true)
+        {
+            var served = await follower.StatusAsync();
+            var trained = await a.StatusAsync();
+            var servedRound = (int?)served["serving"]?["served_round"] ?? -1;
+            if (servedRound >= 3 && servedRound == NodeProcess.Round(trained))
+            {
+                Assert.Equal(NodeProcess.Hash(trained), (string?)served["serving"]!["parameter_hash"]);
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"the follower serves round {servedRound}, A is at {NodeProcess.Round(trained)}\n{follower.Output}");
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+        Assert.Contains(await StreamChatAsync(follower.Url), new[] { "stop", "length" });
+        Assert.True(NodeProcess.TokensServed(await follower.StatusAsync()) > 0, "the follower's blocks stepped no tokens");
+    }
+
+    /// <summary>Waits until both report the same round (at least <paramref name="atLeast"/>) with the same parameter hash.</summary>
+    private static async Task<(int Round, string Hash)> InSyncAsync(NodeProcess x, NodeProcess y, int atLeast)
+    {
+        var deadline = DateTime.UtcNow + Wait;
+        string last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            var sx = await x.StatusAsync();
+            var sy = await y.StatusAsync();
+            var (rx, ry) = (NodeProcess.Round(sx), NodeProcess.Round(sy));
+            last = $"{x.Name} round {rx} {NodeProcess.Hash(sx)?[..12]}, {y.Name} round {ry} {NodeProcess.Hash(sy)?[..12]}";
+            if (rx >= atLeast && rx == ry && NodeProcess.Hash(sx) is { } h && h == NodeProcess.Hash(sy))
+            {
+                return (rx, h);
+            }
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+        throw new TimeoutException($"{x.Name} and {y.Name} never held equal parameters at round >= {atLeast}: {last}\n{x.Output}\n{y.Output}");
+    }
+
+    /// <summary>
+    /// POSTs a streamed chat completion; returns the finish reason of its last chunk after checking the
+    /// stream is well formed (chunks of the model, ended by [DONE]). The text itself may be empty: a barely
+    /// trained model can end its turn at once.
+    /// </summary>
+    private static async Task<string> StreamChatAsync(Uri url)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        var body = new JsonObject
+        {
+            ["model"] = "pollen",
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Once upon a time" }),
+            ["max_tokens"] = 8,
+            ["stream"] = true,
+            ["temperature"] = 0,
+        };
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(url, "v1/chat/completions")) { Content = JsonContent.Create(body) };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
+        var text = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {text}");
+        string? finish = null;
+        var chunks = 0;
+        var done = false;
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            var data = line["data: ".Length..].Trim();
+            if (data == "[DONE]")
+            {
+                done = true;
+                continue;
+            }
+            var chunk = JsonNode.Parse(data)!;
+            Assert.Equal("chat.completion.chunk", (string?)chunk["object"]);
+            finish ??= (string?)chunk["choices"]![0]!["finish_reason"];
+            chunks++;
+        }
+        Assert.True(done, text);
+        Assert.True(chunks >= 2, text);
+        return finish ?? throw new InvalidOperationException($"no chunk carried a finish reason: {text}");
+    }
+}
