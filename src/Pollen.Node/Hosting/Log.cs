@@ -40,6 +40,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "Serving blocks {Start}..{Last} of {ModelId} ({Throughput:F0} block-steps/s), chosen from {Servers} other server(s)")]
     internal static partial void ServingSpan(ILogger logger, int start, int last, string modelId, double throughput, int servers);
 
+    [LoggerMessage(EventId = 613, Level = LogLevel.Debug, Message = "Stopping interrupted the node's work")]
+    internal static partial void Interrupted(ILogger logger, Exception exception);
+
     [LoggerMessage(EventId = 612, Level = LogLevel.Information, Message = "Resumed round {Round} from {Directory}")]
     internal static partial void Resumed(ILogger logger, long round, string directory);
 }

@@ -246,8 +246,11 @@ public sealed partial class NodeHost : IAsyncDisposable
                 await Task.Delay(Timeout.InfiniteTimeSpan, _time, stop).ConfigureAwait(false);
             }
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (Exception e) when (stop.IsCancellationRequested)
         {
+            // whatever the stop interrupted (a cancelled all-reduce call, a state download) ends here: the
+            // round is dropped and the checkpoint of the last finished one is saved below
+            Log.Interrupted(_logger, e);
         }
         await LeaveAsync().ConfigureAwait(false);
     }
