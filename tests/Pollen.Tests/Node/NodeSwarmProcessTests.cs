@@ -64,7 +64,9 @@ public sealed class NodeSwarmProcessTests : IDisposable
         // B vanishes; A keeps answering (routing around it) and keeps training
         await b.KillAsync();
         var roundAtKill = NodeProcess.Round(await a.StatusAsync());
+        var servedC = NodeProcess.TokensServed(await c.StatusAsync());
         Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
+        Assert.True(NodeProcess.TokensServed(await c.StatusAsync()) > servedC, "blocks 2..3 did not run on the follower after B died");
         await a.WaitForStatusAsync(s => NodeProcess.Round(s) >= roundAtKill + 2, Wait, "rounds after B was killed");
 
         // B restarts from its home and rejoins the run
@@ -115,8 +117,7 @@ public sealed class NodeSwarmProcessTests : IDisposable
             Assert.True(DateTime.UtcNow < deadline, $"the follower serves round {servedRound}, A is at {NodeProcess.Round(trained)}\n{follower.Output}");
             await Task.Delay(100, TestContext.Current.CancellationToken);
         }
-        Assert.Contains(await StreamChatAsync(follower.Url), new[] { "stop", "length" });
-        Assert.True(NodeProcess.TokensServed(await follower.StatusAsync()) > 0, "the follower's blocks stepped no tokens");
+        Assert.Contains(await StreamChatAsync(follower.Url), new[] { "stop", "length" }); // its API answers (through whichever server holds the blocks)
     }
 
     /// <summary>Waits until both report the same round (at least <paramref name="atLeast"/>) with the same parameter hash.</summary>
