@@ -65,7 +65,8 @@ public sealed partial class NodeHost
         return (0, blockCount);
     }
 
-    private static Block[] CopyBlocks(Transformer model, int start, int end)
+    /// <summary>Fresh blocks start..end-1 holding copies of <paramref name="model"/>'s parameters (eval mode).</summary>
+    internal static Block[] CopyBlocks(Transformer model, int start, int end)
     {
         using var noGrad = no_grad();
         var blocks = new Block[end - start];
