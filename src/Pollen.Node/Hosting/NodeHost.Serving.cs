@@ -14,7 +14,7 @@ public sealed partial class NodeHost
     /// Chooses the span (fixed, or the blocks the fewest peers serve), builds a server over copies of the
     /// model's blocks (training goes on in the original), measures it, and announces it.
     /// </summary>
-    private async Task StartServingAsync(ModelConfig config, string modelId, long round, CancellationToken cancellationToken)
+    private async Task StartServingAsync(ModelConfig config, string modelId, CancellationToken cancellationToken)
     {
         var servers = await ModelServers.ListAsync(_node!.Dht, modelId, config.NumHiddenLayers, cancellationToken).ConfigureAwait(false);
         var others = servers.Where(s => s.PeerId != PeerId).ToList();
@@ -36,7 +36,6 @@ public sealed partial class NodeHost
         _announcer = BlockServing.StartAnnouncing(_node.Dht, _server, throughput, BlockServing.DefaultTtl, _time, _logging.CreateLogger("Pollen.Announcer"));
         await _announcer.FirstAttempt.WaitAsync(cancellationToken).ConfigureAwait(false);
         Log.ServingSpan(_logger, start, end - 1, modelId, throughput, others.Count);
-        _ = round;
     }
 
     /// <summary>

@@ -125,7 +125,7 @@ public sealed partial class NodeHost : IAsyncDisposable
         }
         if (_slot is not null)
         {
-            await StartServingAsync(config, modelId, round, cancellationToken).ConfigureAwait(false);
+            await StartServingAsync(config, modelId, cancellationToken).ConfigureAwait(false);
         }
 
         // the API's model: embedding and head here, the blocks wherever the swarm serves them
