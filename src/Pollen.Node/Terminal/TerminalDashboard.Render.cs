@@ -52,7 +52,16 @@ public sealed partial class TerminalDashboard
         protected override IEnumerable<Segment> Render(RenderOptions options, int maxWidth)
         {
             var rows = height ?? Math.Max(1, options.ConsoleSize.Height - 1);
-            var lines = Layout(status, error, maxWidth, rows, options.Unicode);
+            List<TerminalLine> lines;
+            try
+            {
+                lines = Layout(status, error, maxWidth, rows, options.Unicode);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // a status this code does not expect must not end the node's display, nor the node
+                lines = Layout(null, $"cannot draw the status: {e.Message}", maxWidth, rows, options.Unicode);
+            }
             for (var i = 0; i < lines.Count; i++)
             {
                 foreach (var segment in lines[i].Segments)

@@ -39,6 +39,8 @@ public sealed partial class TerminalDashboard
             return [.. lines.Take(height)];
         }
 
+        // a status read back from JSON may lack lists its type says are there
+        status = status with { Peers = status.Peers ?? [], RecentLog = status.RecentLog ?? [] };
         Header(lines, status, Line);
         var peerRows = Math.Max(1, height - lines.Count - FixedRows - 3); // leave the log a few rows when the swarm is big
         Swarm(lines, status, Line, peerRows, unicode);
@@ -78,7 +80,7 @@ public sealed partial class TerminalDashboard
         var numBlocks = Math.Max(0, status.Model.NumBlocks);
         var perBlock = Coverage.PerBlock(status);
         var covered = perBlock.Count(c => c > 0);
-        var roles = status.Node.Roles.Count == 0 ? "none" : string.Join(", ", status.Node.Roles);
+        var roles = status.Node.Roles is not { Count: > 0 } ? "none" : string.Join(", ", status.Node.Roles);
         lines.Add(Title(line, "Swarm", string.Create(CultureInfo.InvariantCulture,
             $"{status.Peers.Count} {(status.Peers.Count == 1 ? "peer" : "peers")} · {covered}/{numBlocks} blocks served · this node: {roles}")));
 
@@ -151,7 +153,7 @@ public sealed partial class TerminalDashboard
             .Add("   last group ", Dim).Add(string.Create(c, $"{training.LastGroupSize} {(training.LastGroupSize == 1 ? "peer" : "peers")}")));
 
         var loss = line().Add("  loss ", Dim);
-        if (training.Losses.Count == 0)
+        if (training.Losses is not { Count: > 0 })
         {
             loss.Add("–");
         }

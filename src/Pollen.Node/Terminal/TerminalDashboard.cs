@@ -183,6 +183,10 @@ public sealed partial class TerminalDashboard : IAsyncDisposable
                 }
             }).ConfigureAwait(false);
         }
+        catch (IOException)
+        {
+            // the terminal went away (closed window, hung-up session): nothing left to draw on
+        }
         finally
         {
             firstFrame.TrySetResult();

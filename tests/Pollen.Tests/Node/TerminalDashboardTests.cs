@@ -143,6 +143,14 @@ public partial class TerminalDashboardTests
             Peers = [new PeerSummary("evil\u001b[2J", "10.0.0.9:1\u001b]0;title\u0007\r\n\u202e", 0, 8, 1, Now, false)],
             RecentLog = [new LogLine(Now, "info", "c", "first\nsecond\u001b[31m")],
         },
+        ["lists missing, as from a partial JSON document"] = Realistic() with
+        {
+            Peers = null!,
+            RecentLog = null!,
+            Node = Realistic().Node with { Roles = null!, HttpUrl = null },
+            Training = Realistic().Training! with { Losses = null!, RunId = null! },
+        },
+        ["no node summary"] = Realistic() with { Node = null! },
         ["wide characters"] = Realistic() with { Node = Realistic().Node with { PeerId = string.Concat(Enumerable.Repeat("节点🐝", 40)) } },
     };
 
@@ -183,6 +191,12 @@ public partial class TerminalDashboardTests
         Assert.Contains("no peer serves blocks", TerminalDashboard.RenderToString(Edge["no peers"], 100), StringComparison.Ordinal);
         Assert.Contains("blocks 0..7 not served", TerminalDashboard.RenderToString(Edge["no peers"], 100), StringComparison.Ordinal);
         Assert.Contains("the model has no blocks", TerminalDashboard.RenderToString(Edge["zero blocks"], 100), StringComparison.Ordinal);
+
+        var partial = TerminalDashboard.RenderToString(Edge["lists missing, as from a partial JSON document"], 100);
+        Assert.Contains("this node: none", partial, StringComparison.Ordinal);
+        Assert.Contains("http off", partial, StringComparison.Ordinal);
+        Assert.Contains("no log lines yet", partial, StringComparison.Ordinal);
+        Assert.StartsWith("status unavailable: cannot draw the status", TerminalDashboard.RenderToString(Edge["no node summary"], 100), StringComparison.Ordinal);
 
         var evil = TerminalDashboard.RenderToString(Edge["control characters"], 100);
         Assert.Contains("10.0.0.9:1 ]0;title", evil, StringComparison.Ordinal); // the escape became a space, the rest is shown
