@@ -64,13 +64,13 @@ public sealed partial class TerminalDashboard
     {
         var node = status.Node;
         lines.Add(line().Add("pollen ", Bold).Add(TerminalText.Abbreviate(TerminalText.Clean(node.PeerId), 24), Self)
-            .Add("  up ", Dim).Add(TerminalText.Duration(status.Time - node.StartedAt))
-            .Add("  swarm ", Dim).Add(node.SwarmAddress)
-            .Add("  http ", Dim).Add(node.HttpUrl ?? "off"));
+            .Field("  up ", TerminalText.Duration(status.Time - node.StartedAt), Dim)
+            .Field("  swarm ", node.SwarmAddress, Dim)
+            .Field("  http ", node.HttpUrl ?? "off", Dim));
         var model = status.Model;
         lines.Add(line().Add("model ", Dim).Add(model.ModelId, Bold)
-            .Add(" · ", Dim).Add(string.Create(CultureInfo.InvariantCulture, $"{model.NumBlocks} blocks"))
-            .Add(" · ", Dim).Add($"{TerminalText.Count(model.Parameters)} parameters")
+            .Field(" · ", string.Create(CultureInfo.InvariantCulture, $"{model.NumBlocks} blocks"), Dim)
+            .Field(" · ", $"{TerminalText.Count(model.Parameters)} parameters", Dim)
             .Add(string.IsNullOrWhiteSpace(model.Description) ? "" : " · ", Dim).Add(model.Description, Dim));
     }
 
@@ -146,11 +146,11 @@ public sealed partial class TerminalDashboard
         }
         var c = CultureInfo.InvariantCulture;
         lines.Add(Title(line, "Training", $"run {TerminalText.Clean(training.RunId)}"));
-        lines.Add(line().Add("  round ", Dim).Add(training.Round.ToString(c), Bold)
-            .Add("   step ", Dim).Add(string.Create(c, $"{training.InnerStep}/{training.InnerSteps} "))
+        lines.Add(line().Field("  round ", training.Round.ToString(c), Dim, Bold)
+            .Field("   step ", string.Create(c, $"{training.InnerStep}/{training.InnerSteps} "), Dim)
             .Add(TerminalText.Progress(training.InnerStep, training.InnerSteps, 20, unicode), Good)
             .Add(" " + TerminalText.Percent(training.InnerStep, training.InnerSteps))
-            .Add("   last group ", Dim).Add(string.Create(c, $"{training.LastGroupSize} {(training.LastGroupSize == 1 ? "peer" : "peers")}")));
+            .Field("   last group ", string.Create(c, $"{training.LastGroupSize} {(training.LastGroupSize == 1 ? "peer" : "peers")}"), Dim));
 
         var loss = line().Add("  loss ", Dim);
         if (training.Losses is not { Count: > 0 })
@@ -168,9 +168,9 @@ public sealed partial class TerminalDashboard
                 loss.Add($" ({(delta > 0 ? "+" : delta < 0 ? "−" : "±")}{TerminalText.Loss(Math.Abs(delta))})", delta > 0 ? Partial : Dim);
             }
         }
-        lines.Add(loss.Add("   ", Dim).Add(TerminalText.Number(training.TokensPerSecond)).Add(" tok/s", Dim)
-            .Add("   sent ", Dim).Add(TerminalText.Bytes(training.BytesSent))
-            .Add("   received ", Dim).Add(TerminalText.Bytes(training.BytesReceived)));
+        lines.Add(loss.Field("   ", TerminalText.Number(training.TokensPerSecond) + " tok/s", Dim)
+            .Field("   sent ", TerminalText.Bytes(training.BytesSent), Dim)
+            .Field("   received ", TerminalText.Bytes(training.BytesReceived), Dim));
     }
 
     private static void Serving(List<TerminalLine> lines, ServingSummary? serving, Func<TerminalLine> line, bool unicode)
@@ -183,10 +183,10 @@ public sealed partial class TerminalDashboard
         }
         var c = CultureInfo.InvariantCulture;
         lines.Add(Title(line, "Serving", $"blocks {TerminalText.Span(serving.StartBlock, serving.EndBlock)}"));
-        lines.Add(line().Add("  round ", Dim).Add(serving.ServedRound.ToString(c))
-            .Add("   sessions ", Dim).Add(serving.OpenSessions.ToString(c), Bold)
-            .Add("   tokens served ", Dim).Add(TerminalText.Count(serving.TokensServed))
-            .Add("   ", Dim).Add(TerminalText.Number(serving.TokensPerSecond)).Add(" tok/s", Dim));
+        lines.Add(line().Field("  round ", serving.ServedRound.ToString(c), Dim)
+            .Field("   sessions ", serving.OpenSessions.ToString(c), Dim, Bold)
+            .Field("   tokens served ", TerminalText.Count(serving.TokensServed), Dim)
+            .Field("   ", TerminalText.Number(serving.TokensPerSecond) + " tok/s", Dim));
         var full = serving.CacheTokens > 0 && serving.CacheTokensUsed >= serving.CacheTokens;
         lines.Add(line().Add("  cache ", Dim)
             .Add($"{TerminalText.Count(serving.CacheTokensUsed)}/{TerminalText.Count(serving.CacheTokens)} tokens ({TerminalText.Percent(serving.CacheTokensUsed, serving.CacheTokens)}) ")

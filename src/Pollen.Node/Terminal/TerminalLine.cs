@@ -12,9 +12,10 @@ namespace Pollen.Node.Terminal;
 internal sealed class TerminalLine(int width, bool unicode)
 {
     private readonly List<Segment> _segments = [];
+    private bool _cut;
 
-    /// <summary>Cells still free on the row.</summary>
-    public int Remaining => Math.Max(0, width - Used);
+    /// <summary>Cells still free on the row; none once something was cut.</summary>
+    public int Remaining => _cut ? 0 : Math.Max(0, width - Used);
 
     /// <summary>Cells used.</summary>
     public int Used { get; private set; }
@@ -25,12 +26,32 @@ internal sealed class TerminalLine(int width, bool unicode)
     /// <summary>Appends <paramref name="text"/>, cut with an ellipsis where the row ends.</summary>
     public TerminalLine Add(string? text, Style? style = null)
     {
-        var (fitted, cells) = Fit(Prepare(text), Remaining, unicode);
+        var prepared = Prepare(text);
+        var (fitted, cells) = Fit(prepared, Remaining, unicode);
         if (cells > 0)
         {
             _segments.Add(new Segment(fitted, style ?? Style.Plain));
             Used += cells;
         }
+        _cut |= fitted.Length < prepared.Length;
+        return this;
+    }
+
+    /// <summary>
+    /// Appends a label and its value, or only an ellipsis when the value would not show (so that a row
+    /// never ends in a bare label, or in a number cut to a different number).
+    /// </summary>
+    public TerminalLine Field(string label, string? value, Style? labelStyle = null, Style? valueStyle = null)
+    {
+        var (l, v) = (Prepare(label), Prepare(value));
+        var needed = Cells(l) + Cells(v);
+        if (Remaining >= needed)
+        {
+            return Add(l, labelStyle).Add(v, valueStyle);
+        }
+        var ellipsis = unicode ? "…" : "...";
+        Add(ellipsis[..Math.Min(ellipsis.Length, Remaining)], labelStyle);
+        _cut = true;
         return this;
     }
 
@@ -86,7 +107,7 @@ internal sealed class TerminalLine(int width, bool unicode)
         var ellipsis = unicode ? "…" : "...";
         if (max <= ellipsis.Length)
         {
-            ellipsis = "";
+            return (ellipsis[..max], max);
         }
         var room = max - ellipsis.Length;
         var cut = new StringBuilder();

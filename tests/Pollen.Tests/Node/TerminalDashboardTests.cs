@@ -111,6 +111,17 @@ public partial class TerminalDashboardTests
         Assert.Contains("log message number 9", rows[^1], StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void ANarrowTerminalCutsRowsWithAnEllipsisNeverInsideAValue()
+    {
+        var rows = Rows(TerminalDashboard.RenderToString(Realistic(), 50));
+        AssertFits(string.Join('\n', rows), 50);
+        Assert.StartsWith("pollen 12D3KooWQx7fZm2b9Yc4  up 1h 02m 03s…", rows[0], StringComparison.Ordinal); // no bare "swarm " label
+        var loss = rows.Single(r => r.StartsWith("  loss", StringComparison.Ordinal));
+        Assert.EndsWith("1.23k tok/s…", loss, StringComparison.Ordinal); // not "sent 1", a number that is not the number
+        Assert.Contains(rows, r => r.Contains("log message number 2", StringComparison.Ordinal));
+    }
+
     public static TheoryData<string> EdgeCases() => [.. Edge.Keys];
 
     private static readonly Dictionary<string, NodeStatus> Edge = new()
