@@ -34,7 +34,7 @@ public sealed partial class TerminalDashboard : IAsyncDisposable
     private Task? _loop;
 
     /// <summary>A dashboard on <paramref name="console"/> (default: standard output).</summary>
-    /// <param name="console">Where to draw; drawn on only when it is an interactive ANSI terminal.</param>
+    /// <param name="console">Where to draw; drawn on only when it is an ANSI terminal (<see cref="CanDraw"/>).</param>
     /// <param name="refresh">Time between frames (default <see cref="DefaultRefresh"/>).</param>
     /// <param name="time">The clock that paces frames (default the system clock).</param>
     public TerminalDashboard(IAnsiConsole? console = null, TimeSpan? refresh = null, TimeProvider? time = null)
@@ -73,15 +73,18 @@ public sealed partial class TerminalDashboard : IAsyncDisposable
     internal static bool IsTerminalFor(bool outputRedirected, string? term) =>
         !outputRedirected && !string.Equals(term, "dumb", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Whether <paramref name="console"/> is an interactive terminal that understands ANSI cursor movement.</summary>
+    /// <summary>
+    /// Whether <paramref name="console"/> writes to a terminal that understands ANSI cursor movement. Input
+    /// does not matter (the dashboard reads no keys), so a node started with its input redirected still draws.
+    /// </summary>
     public static bool CanDraw(IAnsiConsole console) =>
-        console.Profile.Out.IsTerminal && console.Profile.Capabilities.Interactive && RenderOptions.Create(console, console.Profile.Capabilities).Ansi;
+        console.Profile.Out.IsTerminal && RenderOptions.Create(console, console.Profile.Capabilities).Ansi;
 
     /// <summary>
     /// Starts drawing frames of <paramref name="source"/> and returns once the first one is on screen.
     /// Drawing goes on until <see cref="StopAsync"/> or until <paramref name="cancellationToken"/> is cancelled.
     /// </summary>
-    /// <returns>True when drawing; false, having written nothing, when the console is not an interactive terminal.</returns>
+    /// <returns>True when drawing; false, having written nothing, when the console is not a terminal.</returns>
     /// <exception cref="InvalidOperationException">The dashboard is already running.</exception>
     public async Task<bool> StartAsync(INodeStatusSource source, CancellationToken cancellationToken)
     {
