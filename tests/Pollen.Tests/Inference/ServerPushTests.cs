@@ -53,10 +53,11 @@ public class ServerPushTests
     [Fact]
     public async Task AMiddleServerKilledMidChainIsReplacedAndTheLaterSessionReplayed()
     {
-        // the route takes the first server of each span; the fourth can take over the middle
+        // the fourth server can take over the middle; the client learns of it only once the second is dead
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 3), (3, 4), (1, 3)]);
         var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
-        using var model = swarm.Client();
+        var directory = new GrowingDirectory(swarm.Spans.Take(3));
+        using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), directory);
         var ids = new List<int>();
         await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, Greedy, Ct))
         {
@@ -64,6 +65,7 @@ public class ServerPushTests
             if (ids.Count == 10)
             {
                 await swarm.KillAsync(1);
+                directory.Add(swarm.Spans[3]);
             }
         }
         Assert.Equal(local.Ids, ids);
@@ -178,5 +180,18 @@ public class ServerPushTests
             await push;
         });
         return e.StatusCode;
+    }
+
+    /// <summary>A server list that grows while a client uses it: a server joining the swarm.</summary>
+    private sealed class GrowingDirectory(IEnumerable<ServerSpan> initial) : Pollen.Inference.Routing.IServerDirectory
+    {
+        private volatile ServerSpan[] _servers = [.. initial];
+
+        public string Description => "the test's servers";
+
+        public void Add(ServerSpan server) => _servers = [.. _servers, server];
+
+        public Task<IReadOnlyList<ServerSpan>> GetServersAsync(bool refresh, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<ServerSpan>>(_servers);
     }
 }
