@@ -59,6 +59,10 @@ internal sealed class BenchSwarm : IAsyncDisposable
     public SwarmModel Client(IReadOnlyList<ServerSpan> servers, SwarmModelOptions? options = null) =>
         new(ModelEnds.Load(Directory), servers, options);
 
+    /// <summary>A client over whatever <paramref name="directory"/> lists, with its own embedding and head.</summary>
+    public SwarmModel Client(Pollen.Inference.Routing.IServerDirectory directory, SwarmModelOptions? options = null) =>
+        new(ModelEnds.Load(Directory), directory, options);
+
     /// <summary>Stops server <paramref name="index"/> at once, as a crash would: its open streams are aborted.</summary>
     public async Task KillAsync(int index)
     {

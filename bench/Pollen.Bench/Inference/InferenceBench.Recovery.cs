@@ -8,10 +8,11 @@ public static partial class InferenceBench
 {
     /// <summary>
     /// A server killed mid-generation while a duplicate of its span is up. Each repeat starts a fresh victim
-    /// for one span, listed before a long-lived duplicate of it (so routes take the victim), generates to
-    /// the middle, kills the victim by stopping its host, and times the next step: the client sees the
-    /// stream fail, bans the server, opens a session on the duplicate, replays the session's past steps
-    /// there and finishes the step. The tokens must equal an undisturbed run's.
+    /// for one span (the only server of it the client knows, so routes take it), generates to the middle,
+    /// kills the victim by stopping its host and lists the long-lived duplicate, and times the next step:
+    /// the client sees the stream fail, bans the server, finds the duplicate on refreshing its directory,
+    /// opens a session there, replays the session's past steps and finishes the step. The tokens must
+    /// equal an undisturbed run's.
     /// </summary>
     private static async Task<JsonObject> RecoveryAsync(BenchSwarm swarm, IReadOnlyList<ServerSpan> servers, IReadOnlyList<(int Start, int End)> parts, long[] prompt,
         Settings s, JsonObject common, Action<string>? log, CancellationToken cancellationToken)
@@ -36,8 +37,9 @@ public static partial class InferenceBench
         for (var r = 0; r < s.Repeats; r++)
         {
             var (victim, victimSpan) = await swarm.StartAsync(start, end, cancellationToken).ConfigureAwait(false);
-            List<ServerSpan> route = [.. servers.Where((_, i) => i != victimPart), victimSpan, duplicate];
-            using var client = swarm.Client(route);
+            // the duplicate is listed only once the victim is dead, so the route surely runs through the victim
+            var directory = new GrowingDirectory([.. servers.Where((_, i) => i != victimPart), victimSpan]);
+            using var client = swarm.Client(directory);
             async Task KillBeforeAsync(int token)
             {
                 if (token == killAt)
@@ -45,6 +47,7 @@ public static partial class InferenceBench
                     var clock = Stopwatch.StartNew();
                     await swarm.KillAsync(victim).ConfigureAwait(false);
                     kills.Add(clock.Elapsed.TotalMilliseconds);
+                    directory.Add(duplicate);
                 }
             }
             var disturbed = await GreedyDecoder.RunAsync(client, prompt, s.GenerateTokens, KillBeforeAsync, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -70,5 +73,18 @@ public static partial class InferenceBench
         result["tokens_match"] = allMatch;
         result["load_avg_1m"] = load;
         return result;
+    }
+
+    /// <summary>A server list that grows while a client uses it: a server joining the swarm.</summary>
+    private sealed class GrowingDirectory(IEnumerable<ServerSpan> initial) : Pollen.Inference.Routing.IServerDirectory
+    {
+        private volatile ServerSpan[] _servers = [.. initial];
+
+        public string Description => "the benchmark's servers";
+
+        public void Add(ServerSpan server) => _servers = [.. _servers, server];
+
+        public Task<IReadOnlyList<ServerSpan>> GetServersAsync(bool refresh, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<ServerSpan>>(_servers);
     }
 }

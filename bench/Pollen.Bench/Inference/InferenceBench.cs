@@ -88,8 +88,9 @@ public static partial class InferenceBench
         };
 
         using (var client = swarm.Client(servers))
+        using (var relay = swarm.Client(servers, new SwarmModelOptions { PushBetweenServers = false }))
         {
-            emit(await SwarmAgainstLocalAsync(local, client, prompts[0], s, common, log, cancellationToken).ConfigureAwait(false));
+            emit(await SwarmAgainstLocalAsync(local, client, relay, prompts[0], s, common, log, cancellationToken).ConfigureAwait(false));
             emit(await SessionsAsync(local, client, swarm, prompts, s, common, log, cancellationToken).ConfigureAwait(false));
         }
         emit(await RecoveryAsync(swarm, servers, parts, prompts[0], s, common, log, cancellationToken).ConfigureAwait(false));
@@ -99,19 +100,27 @@ public static partial class InferenceBench
     /// Batch-1 greedy decoding, local and through the swarm, alternating every <see cref="Chunk"/> tokens
     /// (decoding as a user runs it); the ratio is the median over repeats of each run's swarm rate over its
     /// local rate. The same is measured alternating token by token, interleaved with it, where every swarm
-    /// step starts from idle threads (reported next to it, not the headline).
+    /// step starts from idle threads (reported next to it, not the headline). Interleaved with both, the
+    /// swarm without server-to-server pushes (the client carrying every hop, <paramref name="relay"/>) is
+    /// measured against local the same way, so the gain of pushing is a ratio from the same run.
     /// </summary>
-    private static async Task<JsonObject> SwarmAgainstLocalAsync(Transformer local, SwarmModel client, long[] prompt, Settings s, JsonObject common,
+    private static async Task<JsonObject> SwarmAgainstLocalAsync(Transformer local, SwarmModel client, SwarmModel relay, long[] prompt, Settings s, JsonObject common,
         Action<string>? log, CancellationToken cancellationToken)
     {
         var load = LoadAverage();
         // one unmeasured run first (JIT, connections, kernel selection)
         _ = await GreedyDecoder.RunAlternatingAsync(local, client, prompt, s.GenerateTokens, Chunk, cancellationToken).ConfigureAwait(false);
+        _ = await GreedyDecoder.RunAlternatingAsync(local, relay, prompt, s.GenerateTokens, Chunk, cancellationToken).ConfigureAwait(false);
         var localRuns = new List<Decoded>();
         var swarmRuns = new List<Decoded>();
         var tokenRatios = new List<double>();
+        var relayRatios = new List<double>();
+        var relayRuns = new List<Decoded>();
         for (var r = 0; r < s.Repeats; r++)
         {
+            var (rl, rw) = await GreedyDecoder.RunAlternatingAsync(local, relay, prompt, s.GenerateTokens, Chunk, cancellationToken).ConfigureAwait(false);
+            relayRatios.Add(rw.TokensPerSecond / rl.TokensPerSecond);
+            relayRuns.Add(rw);
             var (l, w) = await GreedyDecoder.RunAlternatingAsync(local, client, prompt, s.GenerateTokens, Chunk, cancellationToken).ConfigureAwait(false);
             localRuns.Add(l);
             swarmRuns.Add(w);
@@ -121,14 +130,18 @@ public static partial class InferenceBench
         var localRate = Median(localRuns.Select(d => d.TokensPerSecond));
         var swarmRate = Median(swarmRuns.Select(d => d.TokensPerSecond));
         var ratio = Median(swarmRuns.Zip(localRuns, (w, l) => w.TokensPerSecond / l.TokensPerSecond));
-        var matches = swarmRuns.All(d => d.Ids.SequenceEqual(localRuns[0].Ids));
-        log?.Invoke($"batch 1: local {localRate:F1} tokens/s, swarm {swarmRate:F1} tokens/s, ratio {ratio:F3} (alternating token by token: {Median(tokenRatios):F3}); tokens equal: {matches}");
+        var matches = swarmRuns.Concat(relayRuns).All(d => d.Ids.SequenceEqual(localRuns[0].Ids));
+        log?.Invoke($"batch 1: local {localRate:F1} tokens/s, swarm {swarmRate:F1} tokens/s, ratio {ratio:F3} (alternating token by token: {Median(tokenRatios):F3}; "
+            + $"client carrying every hop: {Median(relayRatios):F3}); tokens equal: {matches}");
         var result = Scenario("inference-swarm", common);
         result["local_tokens_per_s"] = Math.Round(localRate, 2);
         result["swarm_tokens_per_s"] = Math.Round(swarmRate, 2);
         result["swarm_ratio"] = Math.Round(ratio, 3);
         result["alternate_every"] = Chunk;
         result["swarm_ratio_token_alternation"] = Math.Round(Median(tokenRatios), 3);
+        result["relay_tokens_per_s"] = Math.Round(Median(relayRuns.Select(d => d.TokensPerSecond)), 2);
+        result["relay_ratio"] = Math.Round(Median(relayRatios), 3);
+        result["relay_step_ms"] = Math.Round(1000 * Median(relayRuns.SelectMany(d => d.StepSeconds)), 3);
         result["local_step_ms"] = Math.Round(1000 * Median(localRuns.SelectMany(d => d.StepSeconds)), 3);
         result["swarm_step_ms"] = Math.Round(1000 * Median(swarmRuns.SelectMany(d => d.StepSeconds)), 3);
         result["local_runs_tokens_per_s"] = Rates(localRuns);

@@ -2,6 +2,8 @@ using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using Pollen.Node.Hosting;
 using Pollen.Node.Status;
+using Pollen.Node.Terminal;
+using Spectre.Console;
 
 namespace Pollen.Cli.Commands;
 
@@ -31,11 +33,10 @@ internal static class NodeCommand
         }
         CommonOptions.ApplyThreads(options.Threads);
 
-        // ── TERMINAL DASHBOARD HOOK (1/2) ──────────────────────────────────────────────────────────────
-        // When TerminalDashboard exists, set this to true: the node then logs only into RecentLog (shown by
-        // the dashboard) and starts the dashboard below. Without a terminal or with --no-dashboard, JSON lines.
-        const bool TerminalDashboardAvailable = false;
-        var dashboard = TerminalDashboardAvailable && !options.NoDashboard && !Console.IsOutputRedirected;
+        // ── TERMINAL DASHBOARD HOOK ────────────────────────────────────────────────────────────────────
+        // On a terminal (and without --no-dashboard) the node draws the TerminalDashboard and logs only into
+        // RecentLog, which the dashboard shows; otherwise it logs JSON lines on stderr.
+        var dashboard = !options.NoDashboard && TerminalDashboard.IsTerminal && TerminalDashboard.CanDraw(AnsiConsole.Console);
         var recent = new RecentLog();
         using var logging = NodeLogging.CreateForNode(options.Verbose, json: !dashboard, recent);
 
@@ -45,15 +46,12 @@ internal static class NodeCommand
         Console.Out.WriteLine($"http     {host.HttpUrl}   (dashboard; OpenAI base URL {host.HttpUrl}v1)");
         Console.Out.Flush();
 
-        Task dashboardTask = Task.CompletedTask;
-        if (dashboard)
+        await using var terminal = dashboard ? new TerminalDashboard() : null;
+        if (terminal is not null)
         {
-            // ── TERMINAL DASHBOARD HOOK (2/2) ──────────────────────────────────────────────────────────
-            // Start the Spectre.Console dashboard here, rendering host.Status.Snapshot() until ct is cancelled:
-            // dashboardTask = new TerminalDashboard(host.Status).RunAsync(ct);
+            await terminal.StartAsync(host.Status, ct).ConfigureAwait(false); // draws until ct (Ctrl-C) or disposal
         }
         await host.RunAsync(ct).ConfigureAwait(false);
-        await dashboardTask.ConfigureAwait(false);
         return 0;
     }
 }

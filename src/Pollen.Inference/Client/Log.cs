@@ -12,4 +12,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 322, Level = LogLevel.Warning, Message = "Waiting for servers ({Remaining} left): {Missing}")]
     internal static partial void WaitingForBlocks(ILogger logger, string missing, TimeSpan remaining);
+
+    [LoggerMessage(EventId = 323, Level = LogLevel.Information, Message = "Server {Server} could not push a step to the next server ({Reason}); carrying it from here")]
+    internal static partial void PushFailed(ILogger logger, string server, string reason);
 }

@@ -56,6 +56,8 @@ public sealed class RemoteSpan : IAsyncDisposable
             {
                 throw new RpcException(new Status(StatusCode.Internal, $"server {server} answered open with {reply.KindCase}"));
             }
+            span.SessionId = reply.Opened.SessionId;
+            span.PushToken = reply.Opened.PushToken;
             return span;
         }
         catch
@@ -65,6 +67,18 @@ public sealed class RemoteSpan : IAsyncDisposable
         }
     }
 
+    /// <summary>The server's id of the session (for pushes into it).</summary>
+    public string SessionId { get; private set; } = "";
+
+    /// <summary>The secret a previous server presents to push steps into the session (empty from a server that does not take pushes).</summary>
+    public Google.Protobuf.ByteString PushToken { get; private set; } = Google.Protobuf.ByteString.Empty;
+
+    /// <summary>Whether steps can be pushed into this session by another server.</summary>
+    public bool TakesPushes => PushToken.Length > 0 && SessionId.Length > 0;
+
+    /// <summary>The step_id the session's next step carries, whoever sends it.</summary>
+    public ulong NextStepId => _nextStep + 1;
+
     /// <summary>Runs hidden states (B, T, C) at positions (B, T) through the span; returns the output hidden states.</summary>
     public async Task<WireTensor> StepAsync(WireTensor hidden, WireTensor positions, CancellationToken cancellationToken)
     {
@@ -72,6 +86,56 @@ public sealed class RemoteSpan : IAsyncDisposable
         var reply = await ExchangeAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = id } }, cancellationToken).ConfigureAwait(false);
         return CheckReply(reply, id, hidden);
     }
+
+    /// <summary>
+    /// Sends the next step without waiting for its reply, naming the later sessions of the route its output
+    /// is pushed to (<see cref="ReadStepAsync"/> of each span then collects the replies in order).
+    /// </summary>
+    public async Task SendStepAsync(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, CancellationToken cancellationToken)
+    {
+        var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId };
+        step.Next.Add(next);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_stepTimeout);
+        try
+        {
+            await _call.RequestStream.WriteAsync(new InferenceRequest { Step = step }, timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not take a step within {_stepTimeout}"));
+        }
+    }
+
+    /// <summary>
+    /// Reads the reply to the next step, which was sent by <see cref="SendStepAsync"/> or pushed by the previous
+    /// server; <paramref name="input"/> is what the step's input is known to be (for the shape check). Returns the
+    /// output and, when the step named next targets, why its output could not be pushed on (null if it was).
+    /// </summary>
+    public async Task<(WireTensor Hidden, string? PushError)> ReadStepAsync(WireTensor input, CancellationToken cancellationToken)
+    {
+        var id = NextStepId;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_stepTimeout);
+        try
+        {
+            if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer within {_stepTimeout}"));
+        }
+        var reply = _call.ResponseStream.Current;
+        var hidden = CheckReply(reply, id, input);
+        _nextStep = id;
+        return (hidden, reply.Step.PushError.Length > 0 ? reply.Step.PushError : null);
+    }
+
+    /// <summary>This session as the target of a push carrying its next step.</summary>
+    public PushTarget AsPushTarget() => new() { Address = Server.Address, SessionId = SessionId, PushToken = PushToken, StepId = NextStepId };
 
     /// <summary>The reply's hidden states, if it answers step <paramref name="id"/> with a tensor shaped like the input, of exact size and finite.</summary>
     private WireTensor CheckReply(InferenceReply reply, ulong id, WireTensor hidden)

@@ -52,12 +52,17 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
             throw new ArgumentException($"the session was opened with batch {_batch}, got {batch}", nameof(ids));
         }
         _failures = 0;
-        for (var k = 0; k < _hops.Count; k++)
+        var k = 0;
+        if (model.Options.PushBetweenServers && _hops.Count > 1 && _hops.TrueForAll(h => h.Span is { TakesPushes: true }))
+        {
+            (hidden, k) = await ChainAsync(hidden, positions, cancellationToken).ConfigureAwait(false);
+        }
+        for (; k < _hops.Count; k++)
         {
             var hop = _hops[k];
             try
             {
-                hop.Span ??= await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
+                hop.Span ??= await ReopenAsync(hop, cancellationToken).ConfigureAwait(false);
                 var output = await hop.Span.StepAsync(hidden, positions, cancellationToken).ConfigureAwait(false);
                 hop.History.Add((hidden, positions));
                 model.Bans.RecordSuccess(hop.Server.Address);
@@ -72,6 +77,82 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         }
         Length += tokens;
         return Head(hidden);
+    }
+
+    /// <summary>
+    /// Runs the step down the route with server-to-server pushes: the first server gets the step and the
+    /// later sessions as its next targets, and each server's reply is read in route order (each hop's input
+    /// is the previous reply, kept for replay). Returns the output and the number of hops done; when a hop
+    /// fails, or a server could not push to the next, it returns that hop's input and index, and the caller
+    /// goes on hop by hop from there.
+    /// </summary>
+    /// <remarks>
+    /// After a failed hop the later servers may or may not have run the step (it may have been pushed before
+    /// the failure), so their sessions are closed and reopened from the client's history; after a failed push
+    /// the later servers never saw the step and keep their sessions.
+    /// </remarks>
+    private async Task<(WireTensor Hidden, int Done)> ChainAsync(WireTensor hidden, WireTensor positions, CancellationToken cancellationToken)
+    {
+        var k = 0;
+        try
+        {
+            await _hops[0].Span!.SendStepAsync(hidden, positions, _hops.Skip(1).Select(h => h.Span!.AsPushTarget()), cancellationToken).ConfigureAwait(false);
+            for (; k < _hops.Count; k++)
+            {
+                var hop = _hops[k];
+                var (output, pushError) = await hop.Span!.ReadStepAsync(hidden, cancellationToken).ConfigureAwait(false);
+                hop.History.Add((hidden, positions));
+                model.Bans.RecordSuccess(hop.Server.Address);
+                hidden = output;
+                if (pushError is not null && k + 1 < _hops.Count)
+                {
+                    // the later servers most likely never saw the step; start them over to be sure
+                    Log.PushFailed(model.Logger, hop.Server.Address, pushError);
+                    await CloseLaterAsync(k + 1).ConfigureAwait(false);
+                    return (hidden, k + 1);
+                }
+            }
+            return (hidden, k);
+        }
+        catch (Exception e) when (IsHopFailure(e, cancellationToken))
+        {
+            CountFailure(_hops[k].Server, e);
+            await CloseLaterAsync(k + 1).ConfigureAwait(false);
+            await ReplaceAsync(k, cancellationToken).ConfigureAwait(false);
+            return (hidden, k);
+        }
+    }
+
+    /// <summary>Closes the sessions of hops <paramref name="from"/> on; each is reopened and replayed when a step reaches it.</summary>
+    private async Task CloseLaterAsync(int from)
+    {
+        for (var j = from; j < _hops.Count; j++)
+        {
+            if (_hops[j].Span is { } later)
+            {
+                _hops[j].Span = null;
+                await later.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>A session on <paramref name="hop"/>'s server, its history (if any) replayed into it.</summary>
+    private async Task<RemoteSpan> ReopenAsync(Hop hop, CancellationToken cancellationToken)
+    {
+        var span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (hop.History.Count > 0)
+            {
+                _ = await span.StepManyAsync(hop.History, cancellationToken).ConfigureAwait(false);
+            }
+            return span;
+        }
+        catch
+        {
+            await span.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>

@@ -38,6 +38,13 @@ public sealed class SwarmModelOptions
     /// <summary>Deadline of the check (an <c>Info</c> call) of one server. Default 3 s.</summary>
     public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// Whether servers pass a step's hidden states straight to the next server of the route (each still
+    /// answers the client, which keeps them for replay), instead of the client carrying them hop by hop:
+    /// hops + 1 messages per token on the critical path instead of two per hop. Default true.
+    /// </summary>
+    public bool PushBetweenServers { get; set; } = true;
+
     /// <summary>Largest message, in bytes. Default 64 MiB.</summary>
     public int MaxMessageBytes { get; set; } = 64 << 20;
 

@@ -277,6 +277,7 @@ public sealed partial class BlockServer : IDisposable
             session.Closed = true;
             _sessions.Remove(session.Id);
             _reserved -= session.ReservedTokens;
+            session.Downstream?.Close();
             _ = _queue.RunAsync(() =>
             {
                 session.Cache.Dispose();
@@ -463,6 +464,7 @@ public sealed partial class BlockServer : IDisposable
             CloseSession(session);
         }
         _queue.Dispose();
+        DisposePushChannels();
         foreach (var block in _blocks)
         {
             block.Dispose();

@@ -23,6 +23,12 @@ public sealed class BlockServerOptions
     /// </summary>
     public TimeSpan BatchingWindow { get; set; } = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>
+    /// Longest wait to connect to the next server of a route and write a pushed step to it; past it the
+    /// step's reply says the push failed and the client carries the step itself. Default 5 s.
+    /// </summary>
+    public TimeSpan PushTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Most sessions stepped together in one batched forward. Default 32.</summary>
     public int MaxBatchSessions { get; set; } = 32;
 

@@ -22,7 +22,11 @@ internal sealed class BlockSession
         _expired = expired;
         LastUsed = now;
         Cache = new KvCache(maxLength);
+        PushToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(PushTokenBytes);
     }
+
+    /// <summary>Length of <see cref="PushToken"/>.</summary>
+    internal const int PushTokenBytes = 16;
 
     internal long Id { get; }
 
@@ -68,9 +72,44 @@ internal sealed class BlockSession
     /// <summary>The session's cache; used and disposed on the compute thread only.</summary>
     internal KvCache Cache { get; }
 
+    /// <summary>The secret a server must present to push steps into this session (told to the client at open).</summary>
+    internal byte[] PushToken { get; }
+
+    /// <summary>
+    /// Serializes the session's steps, wherever they come from (its client's stream or a push), together
+    /// with the writes of their replies: a stream takes one write at a time, and steps must run in order.
+    /// </summary>
+    internal SemaphoreSlim StepGate { get; } = new(1, 1);
+
+    /// <summary>step_id of the last step run (0 before the first); under <see cref="StepGate"/>.</summary>
+    internal ulong LastStepId { get; set; }
+
+    /// <summary>Writes a reply on the session's stream; set by the stream handler once the session is open.</summary>
+    internal Func<Protos.InferenceReply, CancellationToken, Task>? Reply { get; set; }
+
+    /// <summary>The push stream to the next server's session, opened by the first step that names it; under <see cref="StepGate"/>.</summary>
+    internal PushLink? Downstream { get; set; }
+
+    /// <summary>Why the session was ended from outside its stream (a bad push), or null.</summary>
+    internal Grpc.Core.RpcException? Failure { get; private set; }
+
     internal void Expire()
     {
         Expired = true;
         _expired.Cancel();
+    }
+
+    /// <summary>Ends the session's stream with <paramref name="failure"/> (from a push, which has no way to tell the client itself).</summary>
+    internal void Abort(Grpc.Core.RpcException failure)
+    {
+        Failure ??= failure;
+        try
+        {
+            _expired.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the stream already ended
+        }
     }
 }

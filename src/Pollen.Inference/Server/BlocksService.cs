@@ -45,16 +45,22 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                         session = _server.OpenSession(request.Open, expired);
                         await responseStream.WriteAsync(new InferenceReply
                         {
-                            Opened = new SessionOpened { SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), FreeCacheTokens = _server.FreeCacheTokens },
+                            Opened = new SessionOpened
+                            {
+                                SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                                FreeCacheTokens = _server.FreeCacheTokens,
+                                PushToken = Google.Protobuf.ByteString.CopyFrom(session.PushToken),
+                            },
                         }, linked.Token).ConfigureAwait(false);
+                        // pushed steps answer on this stream too (serialized with the client's by the session's gate)
+                        session.Reply = (reply, ct) => responseStream.WriteAsync(reply, ct);
                         break;
                     case InferenceRequest.KindOneofCase.Step:
                         if (session is null)
                         {
                             throw new RpcException(new Status(StatusCode.FailedPrecondition, "unknown session: send open before the first step"));
                         }
-                        var hidden = await _server.StepAsync(session, request.Step).WaitAsync(linked.Token).ConfigureAwait(false);
-                        await responseStream.WriteAsync(new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = request.Step.StepId } }, linked.Token).ConfigureAwait(false);
+                        await _server.RunStepAndReplyAsync(session, request.Step, pushed: false, linked.Token).ConfigureAwait(false);
                         break;
                     case InferenceRequest.KindOneofCase.Close:
                         return;
@@ -62,6 +68,10 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                         throw BlockServer.Invalid("empty request: set open, step or close");
                 }
             }
+        }
+        catch (OperationCanceledException) when (session?.Failure is { } failure)
+        {
+            throw failure;
         }
         catch (OperationCanceledException) when (session?.Expired == true)
         {
@@ -77,6 +87,38 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
             {
                 _server.CloseSession(session);
             }
+        }
+    }
+
+    public override async Task<PushReply> Push(IAsyncStreamReader<PushRequest> requestStream, ServerCallContext context)
+    {
+        try
+        {
+            while (await requestStream.MoveNext(context.CancellationToken).ConfigureAwait(false))
+            {
+                var push = requestStream.Current;
+                var session = _server.FindPushTarget(push.SessionId, push.PushToken);
+                try
+                {
+                    await _server.RunStepAndReplyAsync(session, push.Step ?? throw BlockServer.Invalid("a push needs a step"), pushed: true, context.CancellationToken).ConfigureAwait(false);
+                }
+                catch (RpcException e)
+                {
+                    // the session's client cannot hear about it otherwise: end its stream with the reason
+                    session.Abort(e);
+                    throw;
+                }
+            }
+            return new PushReply();
+        }
+        catch (RpcException e)
+        {
+            Log.PushRefused(logger, e.Status.Detail);
+            throw;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw Internal(e);
         }
     }
 

@@ -16,4 +16,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "Request failed with an unexpected error")]
     internal static partial void UnexpectedError(ILogger logger, Exception error);
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Session {SessionId} could not push its step to {Address}: {Reason}; its client carries it instead")]
+    internal static partial void PushFailed(ILogger logger, long sessionId, string address, string reason);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Information, Message = "Refused a pushed step: {Reason}")]
+    internal static partial void PushRefused(ILogger logger, string reason);
 }

@@ -74,7 +74,7 @@ public sealed class LiveNodeStatus : INodeStatusSource, IAsyncDisposable
             Peers = [.. directory.Peers.Select(p => p with { IsSelf = p.PeerId == _node.PeerId })],
             Training = _training(),
             Serving = serving,
-            RecentLog = _log?.Lines ?? [],
+            RecentLog = _log?.Tail(_log.Capacity) ?? [],
             Run = Volatile.Read(ref _run),
         };
     }

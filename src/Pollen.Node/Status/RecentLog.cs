@@ -3,39 +3,85 @@ using Microsoft.Extensions.Logging;
 namespace Pollen.Node.Status;
 
 /// <summary>
-/// A logger provider that keeps the last <see cref="Capacity"/> lines in memory, for the dashboards'
-/// log panel (<see cref="NodeStatus.RecentLog"/>). Adding it to a logger factory costs a lock and a
-/// formatted message per line at or above <see cref="MinimumLevel"/>.
+/// A logger provider that keeps the last <see cref="Capacity"/> log lines in memory, for
+/// <see cref="NodeStatus.RecentLog"/>: the terminal dashboard shows them in place of a scrolling console log.
 /// </summary>
+/// <remarks>
+/// A fixed ring buffer under one short lock: logging costs one formatted string and one array store,
+/// and never grows memory however long the node runs. Messages are formatted with the logger's own
+/// formatter (the <c>[LoggerMessage]</c> template); an exception adds its type and the first line of its
+/// message, not its stack trace, so that a line stays a line. Add it with
+/// <c>logging.AddProvider(recentLog)</c>; the usual filters apply under the alias <c>RecentLog</c>.
+/// </remarks>
+[ProviderAlias("RecentLog")]
 public sealed class RecentLog : ILoggerProvider
 {
-    private readonly Queue<LogLine> _lines = new();
-    private readonly TimeProvider _time;
+    /// <summary>Default number of lines kept: 200.</summary>
+    public const int DefaultCapacity = 200;
 
-    /// <summary>Keeps up to <paramref name="capacity"/> lines (default 200) of <paramref name="minimumLevel"/> (default Information) or above.</summary>
-    public RecentLog(int capacity = 200, LogLevel minimumLevel = LogLevel.Information, TimeProvider? time = null)
+    private readonly LogLine[] _lines;
+    private readonly TimeProvider _time;
+    private readonly Lock _gate = new();
+    private int _next;
+    private int _count;
+    private long _written;
+
+    /// <summary>Keeps the last <paramref name="capacity"/> lines at <paramref name="minimumLevel"/> or above.</summary>
+    /// <param name="capacity">Lines kept (default <see cref="DefaultCapacity"/>).</param>
+    /// <param name="minimumLevel">The least severe level kept (default Information).</param>
+    /// <param name="time">Clock for the lines' times (default the system clock).</param>
+    public RecentLog(int capacity = DefaultCapacity, LogLevel minimumLevel = LogLevel.Information, TimeProvider? time = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
-        Capacity = capacity;
+        _lines = new LogLine[capacity];
         MinimumLevel = minimumLevel;
         _time = time ?? TimeProvider.System;
     }
 
-    /// <summary>Most lines kept.</summary>
-    public int Capacity { get; }
+    /// <summary>Lines kept.</summary>
+    public int Capacity => _lines.Length;
 
-    /// <summary>Lowest level kept.</summary>
+    /// <summary>The least severe level kept.</summary>
     public LogLevel MinimumLevel { get; }
 
-    /// <summary>The kept lines, oldest first.</summary>
-    public IReadOnlyList<LogLine> Lines
+    /// <summary>Lines logged since start, including those no longer kept.</summary>
+    public long Written
     {
         get
         {
-            lock (_lines)
+            lock (_gate)
             {
-                return [.. _lines];
+                return _written;
             }
+        }
+    }
+
+    /// <summary>Keeps <paramref name="line"/>, dropping the oldest line when full.</summary>
+    public void Add(LogLine line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        lock (_gate)
+        {
+            _lines[_next] = line;
+            _next = (_next + 1) % _lines.Length;
+            _count = Math.Min(_count + 1, _lines.Length);
+            _written++;
+        }
+    }
+
+    /// <summary>The last <paramref name="n"/> lines kept (fewer when fewer are kept), oldest first.</summary>
+    public IReadOnlyList<LogLine> Tail(int n)
+    {
+        lock (_gate)
+        {
+            var take = Math.Clamp(n, 0, _count);
+            var tail = new LogLine[take];
+            var start = (_next - take + _lines.Length) % _lines.Length;
+            for (var i = 0; i < take; i++)
+            {
+                tail[i] = _lines[(start + i) % _lines.Length];
+            }
+            return tail;
         }
     }
 
@@ -47,23 +93,37 @@ public sealed class RecentLog : ILoggerProvider
     {
     }
 
-    private void Add(LogLine line)
+    /// <summary>The short level names of the console log: trce, dbug, info, warn, fail, crit.</summary>
+    public static string LevelName(LogLevel level) => level switch
     {
-        lock (_lines)
+        LogLevel.Trace => "trce",
+        LogLevel.Debug => "dbug",
+        LogLevel.Information => "info",
+        LogLevel.Warning => "warn",
+        LogLevel.Error => "fail",
+        LogLevel.Critical => "crit",
+        _ => "none",
+    };
+
+    /// <summary>A message with <paramref name="exception"/>'s type and the first line of its message appended.</summary>
+    internal static string WithException(string message, Exception? exception)
+    {
+        if (exception is null)
         {
-            if (_lines.Count == Capacity)
-            {
-                _lines.Dequeue();
-            }
-            _lines.Enqueue(line);
+            return message;
         }
+        var text = exception.Message;
+        var end = text.AsSpan().IndexOfAny('\r', '\n');
+        var first = (end >= 0 ? text[..end] : text).Trim();
+        var what = first.Length == 0 ? exception.GetType().Name : $"{exception.GetType().Name}: {first}";
+        return message.Length == 0 ? what : $"{message}: {what}";
     }
 
     private sealed class Logger(RecentLog log, string category) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= log.MinimumLevel && logLevel != LogLevel.None;
+        public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None && logLevel >= log.MinimumLevel;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
@@ -71,12 +131,8 @@ public sealed class RecentLog : ILoggerProvider
             {
                 return;
             }
-            var message = formatter(state, exception);
-            if (exception is not null)
-            {
-                message += ": " + exception.Message;
-            }
-            log.Add(new LogLine(log._time.GetUtcNow(), logLevel.ToString().ToLowerInvariant(), category, message));
+            var message = formatter?.Invoke(state, exception) ?? state?.ToString() ?? "";
+            log.Add(new LogLine(log._time.GetUtcNow(), LevelName(logLevel), category, WithException(message, exception)));
         }
     }
 }

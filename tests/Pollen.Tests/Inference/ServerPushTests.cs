@@ -1,0 +1,197 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Pollen.Inference.Client;
+using Pollen.Inference.Protos;
+using Pollen.Inference.Wire;
+using Pollen.Model.Generation;
+using Pollen.Model.Llama;
+using Pollen.Tests.Model;
+using static TorchSharp.torch;
+using WireTensor = Pollen.Swarm.Protos.Tensor;
+
+namespace Pollen.Tests.Inference;
+
+/// <summary>Hidden states passed server to server along a route (each server still answering its client).</summary>
+[Collection(nameof(InferenceSerial))]
+public class ServerPushTests
+{
+    private static readonly GenerationOptions Greedy = new() { MaxNewTokens = 30, StopAtEos = false };
+
+    private static readonly int[] Prompt = [3, 17, 5, 22, 9];
+
+    private static readonly Pollen.Model.Config.ModelConfig Config = ModelTestConfigs.Tiny() with { NumHiddenLayers = 4 };
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task StepsTravelServerToServerAndGenerationEqualsLocal()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 2), (2, 3), (3, 4)]);
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
+        using (var model = swarm.Client())
+        {
+            var pushed = await TextGenerator.GenerateToEndAsync(model, null, Prompt, Greedy, Ct);
+            Assert.Equal(local.Ids, pushed.Ids);
+        }
+        var servers = swarm.Hosts.Select(h => h!.Server).ToArray();
+        // the prompt goes hop by hop (it opens the sessions); each later token is pushed along the route
+        var steps = Greedy.MaxNewTokens - 1;
+        Assert.All(servers[..3], s => Assert.Equal(steps, s.StepsPushed));
+        Assert.All(servers[1..], s => Assert.Equal(steps, s.PushesReceived));
+        Assert.Equal(0, servers[3].StepsPushed);
+        Assert.Equal(0, servers[0].PushesReceived);
+
+        using (var model = swarm.Client(new SwarmModelOptions { PushBetweenServers = false }))
+        {
+            var carried = await TextGenerator.GenerateToEndAsync(model, null, Prompt, Greedy, Ct);
+            Assert.Equal(local.Ids, carried.Ids);
+        }
+        Assert.Equal(steps, servers[0].StepsPushed); // nothing more was pushed
+    }
+
+    [Fact]
+    public async Task AMiddleServerKilledMidChainIsReplacedAndTheLaterSessionReplayed()
+    {
+        // the fourth server can take over the middle; the client learns of it only once the second is dead
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 3), (3, 4), (1, 3)]);
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
+        var directory = new GrowingDirectory(swarm.Spans.Take(3));
+        using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), directory);
+        var ids = new List<int>();
+        await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, Greedy, Ct))
+        {
+            ids.Add(token.Id);
+            if (ids.Count == 10)
+            {
+                await swarm.KillAsync(1);
+                directory.Add(swarm.Spans[3]);
+            }
+        }
+        Assert.Equal(local.Ids, ids);
+        Assert.True(model.Bans.IsBanned(swarm.Spans[1].Address));
+        var replacement = swarm.Hosts[3]!.Server;
+        Assert.True(replacement.PushesReceived > 0, "the replacement is not fed by pushes");
+        Assert.True(replacement.StepsPushed > 0, "the replacement does not push on");
+        Assert.Equal([swarm.Spans[0], swarm.Spans[3], swarm.Spans[2]], (await model.FindRouteAsync(0, 4, cancellationToken: Ct)).Select(r => r.Server));
+    }
+
+    [Fact]
+    public async Task PushesWithoutTheTokenOrOutOfOrderAreRefused()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
+        var server = swarm.Hosts[0]!.Server;
+        using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
+        var client = new Blocks.BlocksClient(channel);
+        using var session = client.Inference(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        await session.RequestStream.WriteAsync(new InferenceRequest { Open = new OpenSession { MaxLength = 16, BatchSize = 1 } }, Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        var opened = session.ResponseStream.Current.Opened;
+        Assert.Equal(16, opened.PushToken.Length);
+
+        var wrongToken = ByteString.CopyFrom(new byte[16]);
+        Assert.Equal(StatusCode.NotFound, await PushStatusAsync(client, opened.SessionId, wrongToken, Step(1)));
+        Assert.Equal(StatusCode.NotFound, await PushStatusAsync(client, "999", opened.PushToken, Step(1)));
+        Assert.Equal(0, server.PushesReceived);
+
+        // the session is unharmed: a step from its client runs
+        await session.RequestStream.WriteAsync(new InferenceRequest { Step = Step(1) }, Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        Assert.Equal(1UL, session.ResponseStream.Current.Step.StepId);
+
+        // a pushed step in order runs and is answered on the session's own stream
+        using (var push = client.Push(cancellationToken: Ct))
+        {
+            await push.RequestStream.WriteAsync(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(2, position: 1) }, Ct);
+            Assert.True(await session.ResponseStream.MoveNext(Ct));
+            Assert.Equal(2UL, session.ResponseStream.Current.Step.StepId);
+            await push.RequestStream.CompleteAsync();
+            await push;
+        }
+        Assert.Equal(1, server.PushesReceived);
+
+        // out of order: refused, and the session's stream ends saying why
+        Assert.Equal(StatusCode.FailedPrecondition, await PushStatusAsync(client, opened.SessionId, opened.PushToken, Step(7, position: 2)));
+        var e = await Assert.ThrowsAsync<RpcException>(() => session.ResponseStream.MoveNext(Ct));
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        await BlockServerValidationTests.WaitUntilAsync(() => server.SessionCount == 0);
+    }
+
+    [Fact]
+    public async Task MalformedNextTargetsAreRefusedBeforeAnyWork()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
+        using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
+        var client = new Blocks.BlocksClient(channel);
+        var target = new PushTarget { Address = "127.0.0.1:1", SessionId = "1", PushToken = ByteString.CopyFrom(new byte[16]), StepId = 1 };
+        var tooMany = Step(1);
+        tooMany.Next.Add(Enumerable.Repeat(target, 65));
+        var badToken = Step(1);
+        badToken.Next.Add(new PushTarget(target) { PushToken = ByteString.CopyFrom(new byte[3]) });
+        var badAddress = Step(1);
+        badAddress.Next.Add(new PushTarget(target) { Address = "not an address" });
+        foreach (var step in new[] { tooMany, badToken, badAddress })
+        {
+            using var call = client.Inference(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+            await call.RequestStream.WriteAsync(new InferenceRequest { Open = new OpenSession { MaxLength = 16, BatchSize = 1 } }, Ct);
+            Assert.True(await call.ResponseStream.MoveNext(Ct));
+            await call.RequestStream.WriteAsync(new InferenceRequest { Step = step }, Ct);
+            var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Ct));
+            Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        }
+        Assert.Equal(0, swarm.Hosts[0]!.Server.StepsPushed);
+    }
+
+    [Fact]
+    public async Task AnUnreachableNextServerIsReportedAndTheClientCarriesTheStep()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)], new Pollen.Inference.Server.BlockServerOptions { PushTimeout = TimeSpan.FromSeconds(2) });
+        using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
+        var client = new Blocks.BlocksClient(channel);
+        using var call = client.Inference(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(new InferenceRequest { Open = new OpenSession { MaxLength = 16, BatchSize = 1 } }, Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        var step = Step(1);
+        // a port nobody listens on
+        step.Next.Add(new PushTarget { Address = "127.0.0.1:1", SessionId = "1", PushToken = ByteString.CopyFrom(new byte[16]), StepId = 1 });
+        await call.RequestStream.WriteAsync(new InferenceRequest { Step = step }, Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        var reply = call.ResponseStream.Current.Step;
+        Assert.Equal(1UL, reply.StepId);
+        Assert.Contains("127.0.0.1:1", reply.PushError, StringComparison.Ordinal);
+        Assert.NotNull(reply.Hidden);
+        Assert.Equal(0, swarm.Hosts[0]!.Server.StepsPushed);
+    }
+
+    private static InferenceStep Step(ulong id, int position = 0) => new()
+    {
+        Hidden = TensorWire.Encode(full(1, 1, Config.HiddenSize, 0.5f)),
+        Positions = TensorWire.Encode(Transformer.DefaultPositions(1, 1, position).contiguous()),
+        StepId = id,
+    };
+
+    private static async Task<StatusCode> PushStatusAsync(Blocks.BlocksClient client, string sessionId, ByteString token, InferenceStep step)
+    {
+        using var push = client.Push(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await push.RequestStream.WriteAsync(new PushRequest { SessionId = sessionId, PushToken = token, Step = step }, Ct);
+            await push.RequestStream.CompleteAsync();
+            await push;
+        });
+        return e.StatusCode;
+    }
+
+    /// <summary>A server list that grows while a client uses it: a server joining the swarm.</summary>
+    private sealed class GrowingDirectory(IEnumerable<ServerSpan> initial) : Pollen.Inference.Routing.IServerDirectory
+    {
+        private volatile ServerSpan[] _servers = [.. initial];
+
+        public string Description => "the test's servers";
+
+        public void Add(ServerSpan server) => _servers = [.. _servers, server];
+
+        public Task<IReadOnlyList<ServerSpan>> GetServersAsync(bool refresh, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<ServerSpan>>(_servers);
+    }
+}
