@@ -16,7 +16,10 @@ namespace Pollen.Node.Hosting;
 /// <remarks>
 /// The copy is taken on the training thread at the round boundary (the parameters are then the round's
 /// θ_start), so the inner steps of the next round never race with the swap. A server that never has a
-/// moment without sessions keeps serving the older round; the status shows which one.
+/// moment without sessions keeps serving the older round; the status shows which one. The API's
+/// embedding and head change together with this node's blocks; a reply whose route runs entirely through
+/// other nodes' servers may see them change between two of its tokens (its sessions are not this node's
+/// to wait for).
 /// </remarks>
 public sealed class ServedWeights : IAsyncDisposable
 {
