@@ -5,16 +5,22 @@ using static TorchSharp.torch;
 namespace Pollen.Model.Layers;
 
 /// <summary>Root-mean-square layer norm (Zhang and Sennrich, 2019) with a learned per-channel gain.</summary>
+/// <remarks>
+/// ε is held as one <see cref="Scalar"/> for the module's life rather than converted on every call: a
+/// temporary scalar passed to a native op may be finalized by the garbage collector while the op still
+/// reads it (nothing references it once its handle is taken), which after hours of training showed up
+/// as a native assertion in this very addition.
+/// </remarks>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
-    private readonly double _eps;
+    private readonly Scalar _eps;
 
     /// <summary>Creates a norm over the last dimension of width <paramref name="dim"/>.</summary>
     public RmsNorm(long dim, double eps) : base(nameof(RmsNorm))
     {
         weight = new Parameter(ones(dim));
-        _eps = eps;
+        _eps = eps.ToScalar();
         RegisterComponents();
     }
 
@@ -23,7 +29,18 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         // norm in float32, then back to the input dtype
         var x32 = x.to(float32);
-        var normed = x32 * rsqrt(x32.pow(2).mean([-1], keepdim: true) + _eps);
+        var normed = x32 * rsqrt(x32.square().mean([-1], keepdim: true).add(_eps));
+        GC.KeepAlive(this); // _eps outlives the native call
         return weight * normed.to(x.dtype);
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _eps.Dispose();
+        }
+        base.Dispose(disposing);
     }
 }

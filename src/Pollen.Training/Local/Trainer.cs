@@ -195,7 +195,7 @@ public sealed class Trainer : IDisposable
     private double GradNorm()
     {
         using var scope = NewDisposeScope();
-        var total = _optimizer.Parameters.Where(p => p.grad is not null).Select(p => p.grad!.pow(2).sum()).Aggregate((a, b) => a + b);
+        var total = _optimizer.Parameters.Where(p => p.grad is not null).Select(p => p.grad!.square().sum()).Aggregate((a, b) => a + b);
         return Math.Sqrt(total.item<float>());
     }
 

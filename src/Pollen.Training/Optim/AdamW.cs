@@ -60,6 +60,15 @@ public sealed class AdamW : IDisposable
         var bias2 = 1 - Math.Pow(Beta2, StepCount);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        // explicit scalars, alive until the end of the step: a temporary one may be finalized while a native op reads it
+        using var keep = (1 - (lr * WeightDecay)).ToScalar();
+        using var beta1 = Beta1.ToScalar();
+        using var rest1 = (1 - Beta1).ToScalar();
+        using var beta2 = Beta2.ToScalar();
+        using var rest2 = (1 - Beta2).ToScalar();
+        using var correction2 = bias2.ToScalar();
+        using var eps = Eps.ToScalar();
+        using var stepSize = (-lr / bias1).ToScalar();
         foreach (var (_, param, m, v, decay) in _params)
         {
             var grad = param.grad;
@@ -69,12 +78,12 @@ public sealed class AdamW : IDisposable
             }
             if (decay && WeightDecay > 0)
             {
-                param.mul_(1 - (lr * WeightDecay));
+                param.mul_(keep);
             }
-            m.mul_(Beta1).add_(grad, alpha: 1 - Beta1);
-            v.mul_(Beta2).addcmul_(grad, grad, value: 1 - Beta2);
-            var denom = (v / bias2).sqrt_().add_(Eps);
-            param.addcdiv_(m, denom, value: -lr / bias1);
+            m.mul_(beta1).add_(grad, alpha: rest1);
+            v.mul_(beta2).addcmul_(grad, grad, value: rest2);
+            var denom = v.div(correction2).sqrt_().add_(eps);
+            param.addcdiv_(m, denom, value: stepSize);
         }
     }
 
