@@ -14,6 +14,12 @@ internal static class Shutdown
     /// <summary>Cancelled on the first termination signal.</summary>
     public static CancellationToken Token => Source.Token;
 
+    /// <summary>
+    /// Set while something else owns the terminal (the node's live dashboard): the first signal is then not
+    /// announced on stderr, which would tear the drawn frame; the command logs its own stop instead.
+    /// </summary>
+    public static bool Quiet { get; set; }
+
     public static void Install()
     {
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
@@ -25,7 +31,10 @@ internal static class Shutdown
                     return; // second signal: let the process end
                 }
                 context.Cancel = true;
-                Console.Error.WriteLine($"{context.Signal}: finishing the current step and saving; send it again to quit at once");
+                if (!Quiet)
+                {
+                    Console.Error.WriteLine($"{context.Signal}: finishing the current step and saving; send it again to quit at once");
+                }
                 Source.Cancel();
             }));
         }

@@ -49,9 +49,19 @@ internal static class NodeCommand
         await using var terminal = dashboard ? new TerminalDashboard() : null;
         if (terminal is not null)
         {
+            Shutdown.Quiet = true; // a line on stderr would tear the frame; the stop shows in the dashboard's log
             await terminal.StartAsync(host.Status, ct).ConfigureAwait(false); // draws until ct (Ctrl-C) or disposal
         }
         await host.RunAsync(ct).ConfigureAwait(false);
+        if (terminal is not null)
+        {
+            // the dashboard is gone: say in plain text how the node left
+            await terminal.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            foreach (var line in recent.Tail(20).Where(l => l.Message.StartsWith("Leaving", StringComparison.Ordinal) || l.Message.StartsWith("Could not withdraw", StringComparison.Ordinal)))
+            {
+                Console.Error.WriteLine($"{line.Time.ToLocalTime():HH:mm:ss} {line.Level} {line.Message}");
+            }
+        }
         return 0;
     }
 }
