@@ -116,7 +116,7 @@ internal static class ServeCommand
             throw new UsageException($"the swarm serves a model '{modelId}' with another architecture (config {servers.First(s => s.ConfigFingerprint != fingerprint).ConfigFingerprint}, "
                 + $"this checkpoint {fingerprint}); use another --model-id");
         }
-        var span = SpanChooser.LeastServed(same.Select(s => (s.StartBlock, s.EndBlock)), config.NumHiddenLayers, count);
+        var span = SpanChooser.LeastServed(same.Select(s => s.OwnSpan), config.NumHiddenLayers, count);
         Log.ChoseSpan(logger, span.Start, span.End - 1, same.Count);
         return span;
     }

@@ -32,6 +32,17 @@ public sealed record ServerAnnouncement
     [JsonPropertyName("end_block")]
     public required int EndBlock { get; init; }
 
+    /// <summary>
+    /// The span the server chose for itself, when it announces more (blocks it covers only while nobody else
+    /// serves them); null when it announces just its own span. Newcomers choosing blocks count this span.
+    /// </summary>
+    [JsonPropertyName("own_blocks")]
+    public int[]? OwnBlocks { get; init; }
+
+    /// <summary>The blocks this server counts as its own: <see cref="OwnBlocks"/> when valid, else the announced span.</summary>
+    [JsonIgnore]
+    public (int Start, int End) OwnSpan => OwnBlocks is [var start, var end] && start >= StartBlock && end <= EndBlock && end > start ? (start, end) : (StartBlock, EndBlock);
+
     /// <summary>Measured block-steps per second (one-token steps, batch 1, through one block).</summary>
     [JsonPropertyName("throughput")]
     public double Throughput { get; init; }

@@ -48,14 +48,18 @@ public static class BlockServing
     };
 
     /// <summary>The announcement of <paramref name="server"/> reachable at <paramref name="node"/>'s address.</summary>
-    public static ServerAnnouncement Describe(DhtNode node, BlockServer server, double throughput) => new()
+    public static ServerAnnouncement Describe(DhtNode node, BlockServer server, double throughput) =>
+        Describe(node, server, throughput, (server.StartBlock, server.EndBlock));
+
+    /// <summary>The announcement of <paramref name="span"/> (within what <paramref name="server"/> holds) reachable at <paramref name="node"/>'s address.</summary>
+    public static ServerAnnouncement Describe(DhtNode node, BlockServer server, double throughput, (int Start, int End) span) => new()
     {
         PeerId = node.PeerId.ToString(),
         Address = node.Address,
         ModelId = server.Options.ModelId,
         ConfigFingerprint = server.Config.Fingerprint(),
-        StartBlock = server.StartBlock,
-        EndBlock = server.EndBlock,
+        StartBlock = span.Start,
+        EndBlock = span.End,
         Throughput = Math.Round(throughput, 1),
         FreeCacheTokens = server.FreeCacheTokens,
         Dtype = server.Dtype.ToString().ToLowerInvariant(),
@@ -66,10 +70,16 @@ public static class BlockServing
     /// Keeps <paramref name="server"/> announced under its model's key and in the peer directory (role
     /// <c>server</c>, serving <c>M/block/a..b</c>) until the returned announcer is disposed.
     /// </summary>
-    public static Announcer StartAnnouncing(DhtNode node, BlockServer server, double throughput, TimeSpan ttl, TimeProvider time, ILogger logger) =>
+    public static Announcer StartAnnouncing(DhtNode node, BlockServer server, double throughput, TimeSpan ttl, TimeProvider time, ILogger logger,
+        Func<(int Start, int End)>? span = null, (int Start, int End)? own = null) =>
         Announcer.Start(async ct =>
         {
-            var announcement = Describe(node, server, throughput);
+            var announced = span?.Invoke() ?? (server.StartBlock, server.EndBlock);
+            var announcement = Describe(node, server, throughput, announced);
+            if (own is { } mine && mine != announced)
+            {
+                announcement = announcement with { OwnBlocks = [mine.Start, mine.End] };
+            }
             await ModelServers.AnnounceAsync(node, announcement, ttl, time, ct).ConfigureAwait(false);
             await PeerDirectory.AnnounceAsync(node, new PeerAnnouncement
             {
@@ -78,7 +88,7 @@ public static class BlockServing
                 Version = announcement.Version,
                 Role = "server",
                 Serves = [$"{announcement.ModelId}/block/{announcement.StartBlock}..{announcement.EndBlock - 1}"],
-                ThroughputTokensPerSecond = Math.Round(throughput / (server.EndBlock - server.StartBlock), 1),
+                ThroughputTokensPerSecond = Math.Round(throughput / Math.Max(1, announcement.EndBlock - announcement.StartBlock), 1),
                 FreeMemoryBytes = null,
             }, ttl, time, ct).ConfigureAwait(false);
         }, ttl, time, logger);

@@ -45,4 +45,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 612, Level = LogLevel.Information, Message = "Resumed round {Round} from {Directory}")]
     internal static partial void Resumed(ILogger logger, long round, string directory);
+
+    [LoggerMessage(EventId = 614, Level = LogLevel.Information, Message = "Announcing blocks {Start}..{Last}: {Reason}")]
+    internal static partial void CoverageChanged(ILogger logger, int start, int last, string reason);
+
+    [LoggerMessage(EventId = 615, Level = LogLevel.Warning, Message = "Could not check the model's coverage: {Reason}")]
+    internal static partial void CoverageCheckFailed(ILogger logger, string reason);
 }

@@ -169,7 +169,8 @@ public sealed partial class NodeHost
             return null;
         }
         var cache = server.Options.CacheTokens;
-        return new ServingSummary(server.StartBlock, server.EndBlock, (int)(_weights?.ServedRound ?? 0), server.SessionCount, server.TokensServed,
+        var (start, end) = AnnouncedSpan;
+        return new ServingSummary(start, end, (int)(_weights?.ServedRound ?? 0), server.SessionCount, server.TokensServed,
             0, cache - server.FreeCacheTokens, cache)
         {
             ParameterHash = _weights?.ServedHash,

@@ -44,6 +44,12 @@ public sealed partial class NodeHost : IAsyncDisposable
     private BlockServing.Slot? _slot;
     private BlockServer? _server;
     private Announcer? _announcer;
+    private readonly Lock _spanLock = new();
+    private (int Start, int End) _preferredSpan;
+    private (int Start, int End) _announcedSpan;
+    private Pollen.Inference.Client.SwarmModel? _apiModel;
+    private string? _modelId;
+    private int _blockCount;
     private ServedWeights? _weights;
     private ApiServer? _api;
     private LiveNodeStatus? _status;
@@ -132,6 +138,7 @@ public sealed partial class NodeHost : IAsyncDisposable
         var ends = ModelEnds.Load(CheckpointDirectory);
         var directory = new DhtServerDirectory(_node.Dht, modelId, config.Fingerprint(), config.NumHiddenLayers, cacheFor: TimeSpan.FromSeconds(5), time: _time);
         var swarmModel = new SwarmModel(ends, directory, new SwarmModelOptions(), _time, _logging.CreateLogger<SwarmModel>());
+        (_apiModel, _modelId, _blockCount) = (swarmModel, modelId, config.NumHiddenLayers);
         _teardown.Add(() =>
         {
             swarmModel.Dispose();
@@ -231,6 +238,8 @@ public sealed partial class NodeHost : IAsyncDisposable
     /// </summary>
     public async Task RunAsync(CancellationToken stop)
     {
+        // a node holding every block fills the swarm's gaps while it runs
+        var coverage = _server is not null && _options.Model is null ? KeepCoverageAsync(_modelId!, _blockCount, stop) : Task.CompletedTask;
         try
         {
             if (_diloco is not null)
@@ -251,6 +260,13 @@ public sealed partial class NodeHost : IAsyncDisposable
             // whatever the stop interrupted (a cancelled all-reduce call, a state download) ends here: the
             // round is dropped and the checkpoint of the last finished one is saved below
             Log.Interrupted(_logger, e);
+        }
+        try
+        {
+            await coverage.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
         }
         await LeaveAsync().ConfigureAwait(false);
     }

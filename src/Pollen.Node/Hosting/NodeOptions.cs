@@ -114,6 +114,9 @@ public sealed class NodeOptions
     [JsonIgnore]
     public int EffectiveInnerSteps => InnerSteps ?? (Dev ? 5 : 50);
 
+    /// <summary>How often a serving node checks that every block has a live server. 15 s (2 s with <see cref="Dev"/>).</summary>
+    public TimeSpan EffectiveCoverageInterval => TimeSpan.FromSeconds(Dev ? 2 : 15);
+
     /// <summary>Batch size in effect.</summary>
     [JsonIgnore]
     public int EffectiveBatchSize => BatchSize ?? (Dev ? 4 : 16);

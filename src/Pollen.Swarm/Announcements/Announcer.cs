@@ -12,6 +12,7 @@ public sealed class Announcer : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _poke = new(0, 1);
     private readonly Task _loop;
 
     private Announcer(Func<CancellationToken, Task> publish, TimeSpan ttl, TimeProvider time, ILogger logger)
@@ -25,6 +26,22 @@ public sealed class Announcer : IAsyncDisposable
 
     /// <summary>Completes once the first publication has been attempted (whether or not it succeeded).</summary>
     public Task FirstAttempt => _firstAttempt.Task;
+
+    /// <summary>Publishes again now rather than at the next refresh (the content changed).</summary>
+    public void Poke()
+    {
+        try
+        {
+            if (_poke.CurrentCount == 0)
+            {
+                _poke.Release();
+            }
+        }
+        catch (SemaphoreFullException)
+        {
+            // already poked
+        }
+    }
 
     /// <summary>Number of announcements published so far.</summary>
     public int Published => Volatile.Read(ref _published);
@@ -60,7 +77,11 @@ public sealed class Announcer : IAsyncDisposable
                 Log.LoopFailed(logger, "announce", e);
             }
             _firstAttempt.TrySetResult();
-            await Task.Delay(Ttl / 3, time, cancellationToken).ConfigureAwait(false);
+            using var wake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var poked = _poke.WaitAsync(wake.Token);
+            await Task.WhenAny(Task.Delay(Ttl / 3, time, wake.Token), poked).ConfigureAwait(false);
+            await wake.CancelAsync().ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 
@@ -77,5 +98,6 @@ public sealed class Announcer : IAsyncDisposable
         {
         }
         _stopping.Dispose();
+        _poke.Dispose();
     }
 }

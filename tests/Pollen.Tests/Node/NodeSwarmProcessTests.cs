@@ -47,7 +47,7 @@ public sealed class NodeSwarmProcessTests : IDisposable
         // B took the blocks nobody served; both train, and at the same round hold the same parameters
         var bStatus = await b.WaitForStatusAsync(s => (int?)s["serving"]?["start_block"] == 2 && (int?)s["serving"]?["end_block"] == 4, Wait, "serving blocks 2..3");
         var joinedAt = NodeProcess.Round(await a.StatusAsync());
-        var (round, hash) = await InSyncAsync(a, b, joinedAt + 2);
+        var (_, hash) = await InSyncAsync(a, b, joinedAt + 2);
         Assert.Equal(64, hash.Length);
 
         // a streamed chat on A runs through A's blocks 0..1 and B's blocks 2..3
@@ -57,16 +57,15 @@ public sealed class NodeSwarmProcessTests : IDisposable
         Assert.True(NodeProcess.TokensServed(await a.StatusAsync()) > servedA, "A's blocks stepped no tokens");
         Assert.True(NodeProcess.TokensServed(await b.StatusAsync()) > servedB, "B's blocks stepped no tokens");
 
-        // a follower (no training) covers B's half, serving the run's latest round
-        var c = await Start("c", "--no-train", "--blocks", "2:4", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
-        await c.WaitForStatusAsync(s => (int?)s["serving"]?["served_round"] >= round, Wait, $"serving round {round} or later");
-
-        // B vanishes; A keeps answering (routing around it) and keeps training
+        // B vanishes; A keeps answering and training: the first request through B bans it, and A, which holds
+        // every block, announces B's half too until someone else serves it
         await b.KillAsync();
         var roundAtKill = NodeProcess.Round(await a.StatusAsync());
-        var servedC = NodeProcess.TokensServed(await c.StatusAsync());
+        var servedBefore = NodeProcess.TokensServed(await a.StatusAsync());
         Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
-        Assert.True(NodeProcess.TokensServed(await c.StatusAsync()) > servedC, "blocks 2..3 did not run on the follower after B died");
+        Assert.True(NodeProcess.TokensServed(await a.StatusAsync()) > servedBefore, "A's blocks stepped no tokens after B died");
+        await a.WaitForStatusAsync(s => (int?)s["serving"]?["start_block"] == 0 && (int?)s["serving"]?["end_block"] == 4, Wait, "A announcing every block");
+        Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
         await a.WaitForStatusAsync(s => NodeProcess.Round(s) >= roundAtKill + 2, Wait, "rounds after B was killed");
 
         // B restarts from its home and rejoins the run
@@ -82,14 +81,14 @@ public sealed class NodeSwarmProcessTests : IDisposable
         var exit = await a.TerminateAsync(TimeSpan.FromSeconds(30));
         Assert.True(exit == 0, $"exit code {exit}\n{a.Output}");
         Assert.True(File.Exists(Path.Combine(_root, "a", "node", "checkpoint", "diloco_state.json")));
-        await c.WaitForStatusAsync(s => s["peers"]!.AsArray().All(p => (string?)p!["peer_id"] != aPeer), TimeSpan.FromSeconds(25), "A's announcement to disappear");
+        await restarted.WaitForStatusAsync(s => s["peers"]!.AsArray().All(p => (string?)p!["peer_id"] != aPeer), TimeSpan.FromSeconds(25), "A's announcement to disappear");
 
         // pollen status sees the rest of the swarm
-        var status = await PollenProcess.RunAsync(["status", "--initial-peers", c.SwarmAddress, "--json"], threads: false);
+        var status = await PollenProcess.RunAsync(["status", "--initial-peers", restarted.SwarmAddress, "--json"], threads: false);
         Assert.True(status.ExitCode == 0, status.Stderr);
         var peers = status.Json["peers"]!.AsArray();
         Assert.DoesNotContain(peers, p => (string?)p!["peer_id"] == aPeer);
-        Assert.True(peers.Count >= 2, status.Stdout);
+        Assert.True(peers.Count >= 1, status.Stdout);
         Assert.True((long)status.Json["run"]!["round"]! >= again + 2, status.Stdout);
         Assert.Contains("coverage", status.Stdout, StringComparison.Ordinal);
         TestContext.Current.SendDiagnosticMessage($"node swarm test took {clock.Elapsed.TotalSeconds:F0} s");
