@@ -61,6 +61,18 @@ internal sealed class NodeProcess : IDisposable
 
     public Uri Url { get; private set; } = new("http://127.0.0.1/");
 
+    /// <summary>The lines the process wrote to stderr so far.</summary>
+    public IReadOnlyList<string> ErrorLines
+    {
+        get
+        {
+            lock (_stderr)
+            {
+                return _stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            }
+        }
+    }
+
     /// <summary>Everything the process printed so far (for failure messages).</summary>
     public string Output
     {

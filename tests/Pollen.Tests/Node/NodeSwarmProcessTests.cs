@@ -50,7 +50,11 @@ public sealed class NodeSwarmProcessTests : IDisposable
         var (_, hash) = await InSyncAsync(a, b, joinedAt + 2);
         Assert.Equal(64, hash.Length);
 
-        // a streamed chat on A runs through A's blocks 0..1 and B's blocks 2..3
+        // alone, A covered every block; with B serving 2..3 it announces its own half again, and once its
+        // client's view of the swarm says so, a streamed chat on A runs through A's blocks 0..1 and B's 2..3
+        await a.WaitForStatusAsync(s => (int?)s["serving"]?["end_block"] == 2
+            && s["peers"]!.AsArray().Any(p => (bool?)p!["is_self"] == true && (int?)p["end_block"] == 2)
+            && s["peers"]!.AsArray().Any(p => (bool?)p!["is_self"] != true && (int?)p!["start_block"] == 2), Wait, "A back to its own blocks 0..1 with B's 2..3 listed");
         var servedA = NodeProcess.TokensServed(await a.StatusAsync());
         var servedB = NodeProcess.TokensServed(await b.StatusAsync());
         Assert.Contains(await StreamChatAsync(a.Url), new[] { "stop", "length" });
@@ -117,6 +121,15 @@ public sealed class NodeSwarmProcessTests : IDisposable
             await Task.Delay(100, TestContext.Current.CancellationToken);
         }
         Assert.Contains(await StreamChatAsync(follower.Url), new[] { "stop", "length" }); // its API answers (through whichever server holds the blocks)
+
+        // without a terminal a node logs one JSON object per line on stderr: time, level, category, message, fields
+        var lines = a.ErrorLines;
+        Assert.NotEmpty(lines);
+        var events = lines.Select(line => System.Text.Json.Nodes.JsonNode.Parse(line)!.AsObject()).ToList();
+        Assert.All(events, e => Assert.True(e["Timestamp"] is not null && e["LogLevel"] is not null && e["Category"] is not null && e["Message"] is not null, e.ToJsonString()));
+        var round = Assert.Single(events, e => (int?)e["EventId"] == 604 && (int?)e["State"]?["Round"] == 1);
+        Assert.StartsWith("Round 1 done", (string)round["Message"]!, StringComparison.Ordinal);
+        Assert.Contains(events, e => (string?)e["Message"] is { } m && m.StartsWith("Node options", StringComparison.Ordinal));
     }
 
     /// <summary>Waits until both report the same round (at least <paramref name="atLeast"/>) with the same parameter hash.</summary>
