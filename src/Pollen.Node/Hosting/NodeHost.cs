@@ -307,6 +307,19 @@ public sealed partial class NodeHost : IAsyncDisposable
                 Log.WithdrawFailed(_logger, e.Message);
             }
         }
+        if (_diloco is not null)
+        {
+            // the others stop waiting for this peer at their next round
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                await _diloco.WithdrawProgressAsync(deadline.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SwarmUnavailableException or Grpc.Core.RpcException or IOException)
+            {
+                Log.WithdrawFailed(_logger, e.Message);
+            }
+        }
         if (_peer is not null && _model is not null)
         {
             DilocoCheckpoint.Save(_peer, _model, CheckpointDirectory, _options.EffectiveModelId);

@@ -94,6 +94,7 @@ public sealed class NodeSwarmProcessTests : IDisposable
         Assert.DoesNotContain(peers, p => (string?)p!["peer_id"] == aPeer);
         Assert.True(peers.Count >= 1, status.Stdout);
         Assert.True((long)status.Json["run"]!["round"]! >= again + 2, status.Stdout);
+        Assert.True((int)status.Json["run"]!["live_peers"]! == 1, status.Stdout); // A withdrew its progress: nobody waits for it
         Assert.Contains("coverage", status.Stdout, StringComparison.Ordinal);
         TestContext.Current.SendDiagnosticMessage($"node swarm test took {clock.Elapsed.TotalSeconds:F0} s");
     }

@@ -70,6 +70,18 @@ public sealed class SwarmDiloco : IDisposable
     /// <summary>Bytes of results received so far.</summary>
     public long BytesReceived { get; private set; }
 
+    /// <summary>
+    /// Withdraws this peer's progress when it leaves: an entry readers skip (no rounds) that outlives the last
+    /// one, so the others stop expecting it at their next matchmaking instead of waiting out its TTL.
+    /// </summary>
+    public Task WithdrawProgressAsync(CancellationToken cancellationToken) =>
+        Matchmaker.PublishProgressAsync(_node.Dht, _options.RunId, new ProgressEntry
+        {
+            PeerId = _node.PeerId.ToString(),
+            Address = _node.Address,
+            Rounds = -1,
+        }, _options.ProgressTtl + TimeSpan.FromSeconds(5), _time, cancellationToken);
+
     /// <summary>Publishes this peer's progress (call once before the first round so others expect it).</summary>
     public Task PublishProgressAsync(CancellationToken cancellationToken, double? loss = null) =>
         Matchmaker.PublishProgressAsync(_node.Dht, _options.RunId, new ProgressEntry
