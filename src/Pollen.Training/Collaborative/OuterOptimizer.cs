@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Pollen.Training.Collaborative;
@@ -45,11 +46,14 @@ public sealed class OuterOptimizer : IDisposable
         }
         using var noGrad = no_grad();
         _momentum ??= zeros_like(delta, dtype: float32).DetachFromDisposeScope();
-        _momentum.mul_(Momentum).add_(delta);
+        // explicit scalars, alive to the end: a temporary one may be finalized while a native op reads it
+        using var momentum = Momentum.ToScalar();
+        using var learningRate = LearningRate.ToScalar();
+        _momentum.mul_(momentum).add_(delta);
         StepCount++;
         using var scope = NewDisposeScope();
-        var update = delta + (Momentum * _momentum);
-        return (start - (LearningRate * update)).MoveToOuterDisposeScope();
+        var update = delta + _momentum.mul(momentum);
+        return (start - update.mul(learningRate)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Restores state received from a peer (validated shape).</summary>
