@@ -81,7 +81,8 @@ public sealed partial class NodeHost
                 Log.RoundDone(_logger, peer.Round, report.GroupSize, report.Loss ?? double.NaN, _tokensPerSecond, report.ParameterHash);
                 _weights!.Publish(_model!, peer.Round, report.ParameterHash);
             }
-            catch (Exception e) when (!stop.IsCancellationRequested && e is SwarmUnavailableException or Grpc.Core.RpcException or IOException or InvalidDataException or TimeoutException)
+            catch (Exception e) when (!stop.IsCancellationRequested && e is SwarmUnavailableException or Grpc.Core.RpcException or IOException or InvalidDataException
+                or TimeoutException or HttpRequestException or OperationCanceledException)
             {
                 // a peer left mid-round or nobody could hand over the state: the round is retried from its start
                 Log.RoundFailed(_logger, e.Message);
@@ -125,14 +126,16 @@ public sealed partial class NodeHost
                             _weights.Publish(model, state.Round, current.Key);
                             break;
                         }
-                        catch (Exception e) when (!stop.IsCancellationRequested && e is Grpc.Core.RpcException or InvalidDataException or IOException)
+                        catch (Exception e) when (!stop.IsCancellationRequested && e is Grpc.Core.RpcException or InvalidDataException or IOException or HttpRequestException
+                            or OperationCanceledException or TimeoutException)
                         {
                             Log.FollowFailed(_logger, $"{source.PeerId}: {e.Message}");
                         }
                     }
                 }
             }
-            catch (Exception e) when (!stop.IsCancellationRequested && e is SwarmUnavailableException or Grpc.Core.RpcException or IOException)
+            catch (Exception e) when (!stop.IsCancellationRequested && e is SwarmUnavailableException or Grpc.Core.RpcException or IOException or InvalidDataException
+                or HttpRequestException or OperationCanceledException or TimeoutException)
             {
                 Log.FollowFailed(_logger, e.Message);
             }
