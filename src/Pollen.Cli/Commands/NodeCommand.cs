@@ -52,12 +52,16 @@ internal static class NodeCommand
             Shutdown.Quiet = true; // a line on stderr would tear the frame; the stop shows in the dashboard's log
             await terminal.StartAsync(host.Status, ct).ConfigureAwait(false); // draws until ct (Ctrl-C) or disposal
         }
-        await host.RunAsync(ct).ConfigureAwait(false);
+        var stoppedAt = DateTimeOffset.MaxValue;
+        using (ct.Register(() => stoppedAt = DateTimeOffset.UtcNow))
+        {
+            await host.RunAsync(ct).ConfigureAwait(false);
+        }
         if (terminal is not null)
         {
-            // the dashboard is gone: say in plain text how the node left
+            // the dashboard is gone: repeat in plain text what the node logged while leaving
             await terminal.StopAsync(CancellationToken.None).ConfigureAwait(false);
-            foreach (var line in recent.Tail(20).Where(l => l.Message.StartsWith("Leaving", StringComparison.Ordinal) || l.Message.StartsWith("Could not withdraw", StringComparison.Ordinal)))
+            foreach (var line in recent.Tail(recent.Capacity).Where(l => l.Time >= stoppedAt))
             {
                 Console.Error.WriteLine($"{line.Time.ToLocalTime():HH:mm:ss} {line.Level} {line.Message}");
             }

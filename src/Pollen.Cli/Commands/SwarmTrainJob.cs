@@ -25,16 +25,10 @@ internal sealed record SwarmTrainSettings(string RunId, int Rounds, int InnerSte
 /// </summary>
 internal static class SwarmTrainJob
 {
-    /// <summary>File (next to the model) holding the DiLoCo round state.</summary>
-    public const string StateFile = "diloco_state.json";
-
-    /// <summary>File holding the outer momentum (raw little-endian float32).</summary>
-    public const string MomentumFile = "outer_momentum.f32";
-
     public static async Task<int> RunAsync(TrainSettings s, SwarmTrainSettings w, SwarmOptions swarmOptions, ILoggerFactory logging, CancellationToken ct)
     {
         var log = s.Json ? Console.Error : Console.Out;
-        var resuming = File.Exists(Path.Combine(s.Out, StateFile));
+        var resuming = DilocoCheckpoint.Exists(s.Out);
         if (File.Exists(Path.Combine(s.Out, Trainer.StateFile)) || (!resuming && File.Exists(Path.Combine(s.Out, "config.json"))))
         {
             throw new UsageException($"{s.Out} holds something other than a swarm training checkpoint; use another --out");
@@ -59,8 +53,7 @@ internal static class SwarmTrainJob
         using var peer = new DilocoPeer(model, shard, inner, diloco);
         if (resuming)
         {
-            Resume(peer, s.Out, w.RunId);
-            log.WriteLine($"resumed round {peer.Round} from {s.Out}");
+            Resume(peer, s.Out, w.RunId, log);
         }
         using var hub = new AveragingHub();
         await using var node = await SwarmNode.StartAsync(swarmOptions, identity, loggerFactory: logging, services: AveragingServing.Services(hub), cancellationToken: ct).ConfigureAwait(false);
@@ -90,14 +83,14 @@ internal static class SwarmTrainJob
                     $"round {report.Round + 1}/{w.Rounds}  peers {report.GroupSize}  val {loss:F3}  sent {report.BytesSent:N0} B  inner {report.InnerTime.TotalSeconds:F1} s  averaging {report.AveragingTime.TotalSeconds:F1} s  params {report.ParameterHash[..12]}"));
                 if (peer.Round % w.CheckpointEvery == 0 || peer.Round == w.Rounds)
                 {
-                    Save(peer, model, s.Out, w.RunId);
+                    DilocoCheckpoint.Save(peer, model, s.Out, w.RunId);
                 }
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             log.WriteLine($"stopped during round {peer.Round + 1}; the checkpoint of round {peer.Round} is in {s.Out} — rerun the same command to continue");
-            Save(peer, model, s.Out, w.RunId);
+            DilocoCheckpoint.Save(peer, model, s.Out, w.RunId);
             return 130;
         }
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -118,45 +111,21 @@ internal static class SwarmTrainJob
         return 0;
     }
 
-    /// <summary>Writes the model at the round boundary, the outer momentum and the round state (each file atomically, the state last).</summary>
-    private static void Save(DilocoPeer peer, Transformer model, string directory, string runId)
+    private static void Resume(DilocoPeer peer, string directory, string runId, TextWriter log)
     {
-        using var state = peer.SnapshotState();
-        ModelCheckpoint.Save(directory, model);
-        if (state.Momentum is { } momentum)
+        try
         {
-            AtomicFile.WriteAllBytes(Path.Combine(directory, MomentumFile), DeltaCodec.Encode(momentum, DeltaCompression.F32));
+            if (DilocoCheckpoint.TryResume(peer, directory, runId))
+            {
+                log.WriteLine($"resumed round {peer.Round} from {directory}");
+                return;
+            }
         }
-        AtomicFile.WriteAllText(Path.Combine(directory, StateFile), new JsonObject
+        catch (ArgumentException e)
         {
-            ["run_id"] = runId,
-            ["rounds"] = state.Round,
-            ["outer_steps"] = state.OuterSteps,
-            ["parameter_hash"] = peer.ParameterHash, // the weights are θ_start between rounds
-            ["has_momentum"] = state.Momentum is not null,
-        }.ToJsonString());
-    }
-
-    private static void Resume(DilocoPeer peer, string directory, string runId)
-    {
-        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, StateFile)))!.AsObject();
-        if ((string?)json["run_id"] != runId)
-        {
-            throw new UsageException($"{directory} is a checkpoint of run '{json["run_id"]}', not '{runId}'; use another --out");
+            throw new UsageException(e.Message);
         }
-        if (peer.ParameterHash != (string?)json["parameter_hash"])
-        {
-            // a save was cut between the model and the state file: start from round 0 and let the peers' state win
-            Console.Error.WriteLine($"warning: the model in {directory} does not match its {StateFile} (an interrupted save); catching up from peers instead");
-            return;
-        }
-        Tensor? momentum = null;
-        if ((bool?)json["has_momentum"] == true)
-        {
-            momentum = DeltaCodec.Decode(File.ReadAllBytes(Path.Combine(directory, MomentumFile)), DeltaCompression.F32, peer.Length);
-        }
-        // the weights are already loaded; take over the round, the step count and the momentum
-        using var state = peer.SnapshotState() with { Round = (long)json["rounds"]!, OuterSteps = (long)json["outer_steps"]!, Momentum = momentum };
-        peer.LoadState(state);
+        // a save was cut between the model and the state file: start from round 0 and let the peers' state win
+        Console.Error.WriteLine($"warning: the model in {directory} does not match its {DilocoCheckpoint.StateFile} (an interrupted save); catching up from peers instead");
     }
 }

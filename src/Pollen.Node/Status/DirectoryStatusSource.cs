@@ -31,7 +31,8 @@ public sealed class DirectoryStatusSource : INodeStatusSource, IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         Refresh = refresh ?? TimeSpan.FromSeconds(5);
-        _loop = RunAsync(_stop.Token);
+        _loop = BackgroundRefresh.RunAsync(RefreshAsync, Refresh, _time,
+            e => _logger.LogWarning("could not list the swarm's servers for the status page: {Error}", e.Message), _stop.Token);
     }
 
     /// <summary>How often the peer list is refreshed.</summary>
@@ -59,34 +60,6 @@ public sealed class DirectoryStatusSource : INodeStatusSource, IAsyncDisposable
             }
             Volatile.Write(ref _peers, [.. servers.OrderBy(s => s.Start).ThenBy(s => s.Address, StringComparer.Ordinal)
                 .Select(s => new PeerSummary(s.PeerId ?? "", s.Address, s.Start, s.End, s.Throughput ?? 0, _lastSeen[s.Address], false))]);
-        }
-    }
-
-    private async Task RunAsync(CancellationToken cancellationToken)
-    {
-        await Task.Yield();
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                await RefreshAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                _logger.LogWarning("could not list the swarm's servers for the status page: {Error}", e.Message);
-            }
-            try
-            {
-                await Task.Delay(Refresh, _time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
         }
     }
 

@@ -44,7 +44,8 @@ public sealed class LiveNodeStatus : INodeStatusSource, IAsyncDisposable
         _logger = logger;
         Refresh = refresh ?? TimeSpan.FromSeconds(5);
         _peers = new DirectoryStatusSource(node, model, directory, Refresh, time, logger);
-        _runLoop = RefreshRunAsync(_stop.Token);
+        _runLoop = BackgroundRefresh.RunAsync(async ct => Volatile.Write(ref _run, await ReadRunAsync(_dht, _runId, ct).ConfigureAwait(false)), Refresh, time,
+            e => _logger.LogWarning("could not read the run's progress for the status page: {Error}", e.Message), _stop.Token);
     }
 
     /// <summary>How often the DHT is read.</summary>
@@ -107,34 +108,6 @@ public sealed class LiveNodeStatus : INodeStatusSource, IAsyncDisposable
         var agreed = progress.Where(p => p.Rounds == newest && p.ParameterHash.Length > 0).GroupBy(p => p.ParameterHash)
             .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).FirstOrDefault()?.Key;
         return new RunSummary(runId, newest, progress.Sum(p => p.Tokens), progress.Count, agreed);
-    }
-
-    private async Task RefreshRunAsync(CancellationToken cancellationToken)
-    {
-        await Task.Yield();
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                Volatile.Write(ref _run, await ReadRunAsync(_dht, _runId, cancellationToken).ConfigureAwait(false));
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                _logger.LogWarning("could not read the run's progress for the status page: {Error}", e.Message);
-            }
-            try
-            {
-                await Task.Delay(Refresh, _time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
     }
 
     /// <inheritdoc/>

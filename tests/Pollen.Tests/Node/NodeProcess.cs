@@ -115,24 +115,37 @@ internal sealed class NodeProcess : IDisposable
     /// <summary>Polls the status until <paramref name="condition"/> holds; returns that status.</summary>
     public async Task<JsonObject> WaitForStatusAsync(Func<JsonObject, bool> condition, TimeSpan timeout, string what)
     {
-        var deadline = DateTime.UtcNow + timeout;
         JsonObject? last = null;
-        while (DateTime.UtcNow < deadline)
+        await WaitForAsync(async () =>
         {
             try
             {
                 last = await StatusAsync();
-                if (condition(last))
-                {
-                    return last;
-                }
+                return condition(last);
             }
             catch (HttpRequestException)
             {
+                return false;
             }
-            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }, timeout, () => $"{Name}: {what}; last status {last?.ToJsonString()?[..Math.Min(1500, last.ToJsonString().Length)]}\n{Output}");
+        return last!;
+    }
+
+    /// <summary>
+    /// Checks <paramref name="condition"/> (which reads the processes' state over HTTP) every 100 ms until it
+    /// holds, or fails after <paramref name="timeout"/> saying what was awaited and how things stood.
+    /// </summary>
+    public static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string> what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow >= deadline)
+            {
+                throw new TimeoutException($"timed out after {timeout.TotalSeconds:0} s waiting for {what()}");
+            }
+            await Task.Delay(100, TestContext.Current.CancellationToken);
         }
-        throw new TimeoutException($"timed out after {timeout.TotalSeconds:0} s waiting for {Name}: {what}; last status {last?.ToJsonString()?[..Math.Min(1500, last.ToJsonString().Length)]}\n{Output}");
     }
 
     /// <summary>Sends SIGTERM (what Ctrl-C does) and waits for the exit code.</summary>

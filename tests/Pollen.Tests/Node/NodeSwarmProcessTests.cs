@@ -107,20 +107,16 @@ public sealed class NodeSwarmProcessTests : IDisposable
         var follower = await Start("f", "--no-train", "--initial-peers", a.SwarmAddress).ReadyAsync(Wait);
         Assert.Null((await follower.StatusAsync())["training"]);
         // whatever round A is at when the follower checks, the follower ends up serving it, with A's parameters
-        var deadline = DateTime.UtcNow + Wait;
-        while (true)
+        var (servedRound, trainedRound, servedHash, trainedHash) = (-1, -1, (string?)null, (string?)null);
+        await NodeProcess.WaitForAsync(async () =>
         {
             var served = await follower.StatusAsync();
             var trained = await a.StatusAsync();
-            var servedRound = (int?)served["serving"]?["served_round"] ?? -1;
-            if (servedRound >= 3 && servedRound == NodeProcess.Round(trained))
-            {
-                Assert.Equal(NodeProcess.Hash(trained), (string?)served["serving"]!["parameter_hash"]);
-                break;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"the follower serves round {servedRound}, A is at {NodeProcess.Round(trained)}\n{follower.Output}");
-            await Task.Delay(100, TestContext.Current.CancellationToken);
-        }
+            (servedRound, trainedRound) = ((int?)served["serving"]?["served_round"] ?? -1, NodeProcess.Round(trained));
+            (servedHash, trainedHash) = ((string?)served["serving"]?["parameter_hash"], NodeProcess.Hash(trained));
+            return servedRound >= 3 && servedRound == trainedRound;
+        }, Wait, () => $"the follower to serve A's round: it serves {servedRound}, A is at {trainedRound}\n{follower.Output}");
+        Assert.Equal(trainedHash, servedHash);
         Assert.Contains(await StreamChatAsync(follower.Url), new[] { "stop", "length" }); // its API answers (through whichever server holds the blocks)
 
         // without a terminal a node logs one JSON object per line on stderr: time, level, category, message, fields
@@ -136,21 +132,15 @@ public sealed class NodeSwarmProcessTests : IDisposable
     /// <summary>Waits until both report the same round (at least <paramref name="atLeast"/>) with the same parameter hash.</summary>
     private static async Task<(int Round, string Hash)> InSyncAsync(NodeProcess x, NodeProcess y, int atLeast)
     {
-        var deadline = DateTime.UtcNow + Wait;
-        string last = "";
-        while (DateTime.UtcNow < deadline)
+        var (rx, ry, hx, hy) = (-1, -1, (string?)null, (string?)null);
+        await NodeProcess.WaitForAsync(async () =>
         {
             var sx = await x.StatusAsync();
             var sy = await y.StatusAsync();
-            var (rx, ry) = (NodeProcess.Round(sx), NodeProcess.Round(sy));
-            last = $"{x.Name} round {rx} {NodeProcess.Hash(sx)?[..12]}, {y.Name} round {ry} {NodeProcess.Hash(sy)?[..12]}";
-            if (rx >= atLeast && rx == ry && NodeProcess.Hash(sx) is { } h && h == NodeProcess.Hash(sy))
-            {
-                return (rx, h);
-            }
-            await Task.Delay(100, TestContext.Current.CancellationToken);
-        }
-        throw new TimeoutException($"{x.Name} and {y.Name} never held equal parameters at round >= {atLeast}: {last}\n{x.Output}\n{y.Output}");
+            (rx, ry, hx, hy) = (NodeProcess.Round(sx), NodeProcess.Round(sy), NodeProcess.Hash(sx), NodeProcess.Hash(sy));
+            return rx >= atLeast && rx == ry && hx is not null && hx == hy;
+        }, Wait, () => $"{x.Name} and {y.Name} to hold equal parameters at round >= {atLeast}: {x.Name} round {rx} {hx?[..12]}, {y.Name} round {ry} {hy?[..12]}\n{x.Output}\n{y.Output}");
+        return (rx, hx!);
     }
 
     /// <summary>

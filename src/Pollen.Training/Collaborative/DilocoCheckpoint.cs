@@ -1,10 +1,9 @@
 using System.Text.Json.Nodes;
 using Pollen.Model.Checkpoints;
 using Pollen.Model.Llama;
-using Pollen.Training.Collaborative;
 using static TorchSharp.torch;
 
-namespace Pollen.Node.Hosting;
+namespace Pollen.Training.Collaborative;
 
 /// <summary>
 /// A DiLoCo peer's checkpoint: the model at a round boundary (θ_start), the outer momentum and the round
@@ -60,7 +59,7 @@ public static class DilocoCheckpoint
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(directory, StateFile)))!.AsObject();
         if ((string?)json["run_id"] != runId)
         {
-            throw new ArgumentException($"{directory} is a checkpoint of run '{json["run_id"]}', not '{runId}'; use --reset or another --home");
+            throw new ArgumentException($"{directory} is a checkpoint of run '{json["run_id"]}', not '{runId}'; start over in another directory");
         }
         if (peer.ParameterHash != (string?)json["parameter_hash"])
         {
