@@ -4,6 +4,7 @@ using Pollen.Inference.Protos;
 using Pollen.Inference.Wire;
 using Pollen.Model;
 using Pollen.Model.Llama;
+using Pollen.Model.Runtime;
 using static TorchSharp.torch;
 using WireTensor = Pollen.Swarm.Protos.Tensor;
 
@@ -222,7 +223,9 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
     private static bool IsHopFailure(Exception e, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && e is RpcException or IOException or HttpRequestException or ObjectDisposedException;
 
-    private (WireTensor Hidden, WireTensor Positions) Embed(Tensor ids)
+    private (WireTensor Hidden, WireTensor Positions) Embed(Tensor ids) => TensorThread.Invoke(() => EmbedHere(ids));
+
+    private (WireTensor Hidden, WireTensor Positions) EmbedHere(Tensor ids)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -233,10 +236,13 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
 
     private Tensor Head(WireTensor hidden)
     {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var logits = model.Ends.Head(TensorWire.Decode(hidden)); // (B, T, V)
-        return logits.select(1, -1).MoveToOuterDisposeScope(); // (B, V)
+        using var logits = TensorThread.Invoke(() =>
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).contiguous().DetachFromDisposeScope(); // (B, V)
+        });
+        return logits.clone(); // in the caller's dispose scope, as a forward's result is
     }
 
     public void Dispose()

@@ -7,6 +7,7 @@ using Pollen.Model.Checkpoints;
 using Pollen.Model.Config;
 using Pollen.Model.Layers;
 using Pollen.Model.Llama;
+using Pollen.Model.Runtime;
 using Pollen.Swarm.Tensors;
 using static TorchSharp.torch;
 using WireTensor = Pollen.Swarm.Protos.Tensor;
@@ -219,8 +220,9 @@ public sealed partial class BlockServer : IDisposable
     }
 
     /// <summary>
-    /// Runs one step of a session: on the caller's thread when the server is idle and no other session
-    /// could join it in a batch (the returned task is then complete), else on the compute thread.
+    /// Runs one step of a session on the tensor thread: handed there by the caller when the server is idle
+    /// and no other session could join it in a batch (the returned task is then complete), else through
+    /// the server's queue.
     /// </summary>
     internal Task<WireTensor> StepAsync(BlockSession session, InferenceStep step)
     {
@@ -255,7 +257,7 @@ public sealed partial class BlockServer : IDisposable
         {
             try
             {
-                work.Execute();
+                TensorThread.Invoke(work.Execute);
             }
             finally
             {

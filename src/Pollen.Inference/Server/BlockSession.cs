@@ -4,7 +4,7 @@ namespace Pollen.Inference.Server;
 
 /// <summary>
 /// One inference session on a block server: its sub-span, its reservation of the cache budget and its
-/// <see cref="KvCache"/>. The cache is touched only on the compute thread; the stream handler tracks the
+/// <see cref="KvCache"/>. The cache is touched only under the server's compute lock; the stream handler tracks the
 /// tokens it has accepted (<see cref="AcceptedTokens"/>) so it can refuse a step that would overflow
 /// before queueing any work.
 /// </summary>
@@ -69,7 +69,7 @@ internal sealed class BlockSession
     /// <summary>True when the session ended because it was idle too long.</summary>
     internal bool Expired { get; private set; }
 
-    /// <summary>The session's cache; used and disposed on the compute thread only.</summary>
+    /// <summary>The session's cache; used and disposed only under the server's compute lock.</summary>
     internal KvCache Cache { get; }
 
     /// <summary>The secret a server must present to push steps into this session (told to the client at open).</summary>

@@ -1,16 +1,17 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Pollen.Model.Runtime;
 
 namespace Pollen.Inference.Server;
 
 /// <summary>
-/// Serializes all tensor work of a block server on one dedicated thread, and runs one-token steps of
+/// Orders all tensor work of a block server on one dedicated thread, and runs one-token steps of
 /// different sessions that arrive together as one batched forward.
 /// </summary>
 /// <remarks>
 /// <para>
-/// One thread because the blocks' weights are shared and libtorch already spreads each op over its own
-/// threads: running two forwards at once would only make them compete, while batching them reads the
+/// One at a time because the blocks' weights are shared and libtorch already spreads each op over its
+/// own threads: running two forwards at once would only make them compete, while batching them reads the
 /// weights once for all sessions. A batch holds only steps over the same sub-span sent in the same wire
 /// dtype; other work found while collecting runs right after the batch, in arrival order.
 /// </para>
@@ -26,10 +27,12 @@ namespace Pollen.Inference.Server;
 /// not a timeout a test needs to control, and it must never wait on a fake clock.
 /// </para>
 /// <para>
-/// When nothing is queued or running, a step that would not wait for others runs on the caller's thread
-/// instead (<see cref="TryEnterInline"/>): handing it to the compute thread and the result back costs two
-/// thread wake-ups per hop, which on a busy machine were up to a millisecond each. One lock serializes
-/// both paths, so tensor work still never runs twice at once.
+/// Session steps, alone or batched, run on the process's <see cref="TensorThread"/>, where libtorch's
+/// per-thread state stays warm; the rest (stateless forward and backward, cache disposal, new weights)
+/// runs on this queue's thread. When nothing is queued or running, a step that would not wait for others
+/// skips the queue (<see cref="TryEnterInline"/>): the request's thread hands it to the tensor thread
+/// itself, which saves waking the queue's thread and then the request's again on every hop. One lock
+/// serializes both paths, so a server's tensor work still never runs twice at once.
 /// </para>
 /// </remarks>
 internal sealed class ComputeQueue : IDisposable
@@ -135,7 +138,14 @@ internal sealed class ComputeQueue : IDisposable
             }
             if (item is not StepWork { Batchable: true } first)
             {
-                item.Execute();
+                if (item is StepWork)
+                {
+                    TensorThread.Invoke(item.Execute);
+                }
+                else
+                {
+                    item.Execute(); // the rest (forward, backward, cache disposal, new weights) on this server's own thread
+                }
                 continue;
             }
             var batch = new List<StepWork> { first };
@@ -165,11 +175,11 @@ internal sealed class ComputeQueue : IDisposable
             var start = Stopwatch.GetTimestamp();
             if (batch.Count == 1)
             {
-                first.Execute();
+                TensorThread.Invoke(first.Execute);
             }
             else
             {
-                _runBatch(batch);
+                TensorThread.Invoke(() => _runBatch(batch));
             }
             _lastForwardMilliseconds = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
