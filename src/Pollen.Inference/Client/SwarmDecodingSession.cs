@@ -240,7 +240,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).contiguous().DetachFromDisposeScope(); // (B, V)
+            return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).DetachFromDisposeScope(); // (B, V)
         });
         return logits.clone(); // in the caller's dispose scope, as a forward's result is
     }
