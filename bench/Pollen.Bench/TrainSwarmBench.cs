@@ -31,8 +31,17 @@ public static class TrainSwarmBench
     /// <param name="Network">Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, butterfly all-reduce over gRPC) and count bytes on the wire.</param>
     /// <param name="OuterLearningRate">Outer Nesterov learning rate η.</param>
     /// <param name="OuterMomentum">Outer Nesterov momentum μ.</param>
+    /// <param name="InnerLearningRate">Peak learning rate of the DiLoCo peers' inner AdamW; null keeps the baseline's.</param>
+    /// <param name="Runs">Which runs to make: any of "baseline", "f32", "int8" (null: all three).</param>
     public sealed record Settings(int Peers = 4, int Rounds = 10, int InnerSteps = 50, int BatchSize = 16, int SeqLen = 128, bool Network = false,
-        double OuterLearningRate = 0.7, double OuterMomentum = 0.9);
+        double OuterLearningRate = 0.7, double OuterMomentum = 0.9, double? InnerLearningRate = null, IReadOnlyCollection<string>? Runs = null)
+    {
+        /// <summary>The run names <see cref="Runs"/> accepts.</summary>
+        public static readonly IReadOnlyList<string> RunNames = ["baseline", "f32", "int8"];
+
+        /// <summary>Whether run <paramref name="name"/> is to be made.</summary>
+        public bool Makes(string name) => Runs is null || Runs.Contains(name);
+    }
 
     /// <summary>Runs the baseline and DiLoCo with f32 and int8 parts; returns the scenario's JSON.</summary>
     public static JsonObject Run(Settings s, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -44,15 +53,19 @@ public static class TrainSwarmBench
         long parameters = config.ParameterCount();
 
         var clock = Stopwatch.StartNew();
-        double baselineLoss;
-        using (var model = new Transformer(config, seed: 0))
-        using (var trainer = new Trainer(model, data, inner with { BatchSize = s.BatchSize * s.Peers }, outDir: null))
+        double? baselineLoss = null;
+        if (s.Makes("baseline"))
         {
+            using var model = new Transformer(config, seed: 0);
+            using var trainer = new Trainer(model, data, inner with { BatchSize = s.BatchSize * s.Peers }, outDir: null);
             trainer.RunUntil(totalSteps, cancellationToken);
             baselineLoss = trainer.Evaluate();
         }
         var baselineBytes = (long)(2.0 * (s.Peers - 1) / s.Peers * parameters * 4 * totalSteps);
-        log?.Invoke($"synchronous baseline: val loss {baselineLoss:F4}, {baselineBytes / 1e6:F1} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
+        if (baselineLoss is { } measured)
+        {
+            log?.Invoke($"synchronous baseline: val loss {measured:F4}, {baselineBytes / 1e6:F1} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
+        }
 
         var result = new JsonObject
         {
@@ -61,23 +74,30 @@ public static class TrainSwarmBench
             ["parameters"] = parameters,
             ["tokens"] = (long)totalSteps * s.BatchSize * s.Peers * s.SeqLen,
             ["inner_steps"] = s.InnerSteps,
+            ["inner_lr"] = s.InnerLearningRate ?? inner.LearningRate,
+            ["baseline_lr"] = inner.LearningRate,
             ["outer_lr"] = s.OuterLearningRate,
             ["outer_momentum"] = s.OuterMomentum,
             ["rounds"] = s.Rounds,
-            ["baseline_val_loss"] = Math.Round(baselineLoss, 5),
+            ["baseline_val_loss"] = baselineLoss is { } b ? Math.Round(b, 5) : null,
             ["baseline_bytes_per_peer"] = baselineBytes,
         };
+        var peerInner = s.InnerLearningRate is { } lr ? inner with { LearningRate = lr } : inner;
         foreach (var compression in new[] { DeltaCompression.F32, DeltaCompression.Int8 })
         {
+            var name = compression.ToString().ToLowerInvariant();
+            if (!s.Makes(name))
+            {
+                continue;
+            }
             clock.Restart();
             var (loss, bytes) = s.Network
-                ? DilocoNetworkAsync(config, data, inner, s, compression, cancellationToken).GetAwaiter().GetResult()
-                : Diloco(config, data, inner, s, compression, cancellationToken);
-            var name = compression.ToString().ToLowerInvariant();
+                ? DilocoNetworkAsync(config, data, peerInner, s, compression, cancellationToken).GetAwaiter().GetResult()
+                : Diloco(config, data, peerInner, s, compression, cancellationToken);
             log?.Invoke($"DiLoCo H={s.InnerSteps} {name}: val loss {loss:F4}, {bytes / 1e6:F2} MB sent per peer, {clock.Elapsed.TotalSeconds:F0} s");
             result[$"diloco_{name}_val_loss"] = Math.Round(loss, 5);
             result[$"diloco_{name}_bytes_per_peer"] = bytes;
-            result[$"diloco_{name}_loss_ratio"] = Math.Round(loss / baselineLoss, 4);
+            result[$"diloco_{name}_loss_ratio"] = baselineLoss is { } baseline ? Math.Round(loss / baseline, 4) : null;
             result[$"diloco_{name}_bytes_reduction"] = Math.Round((double)baselineBytes / bytes, 1);
         }
         return result;

@@ -90,9 +90,11 @@ internal static class BenchCommand
         var outerLr = new Option<double>("--outer-lr") { Description = "Outer Nesterov learning rate η.", DefaultValueFactory = _ => 0.7 };
         var outerMomentum = new Option<double>("--outer-momentum") { Description = "Outer Nesterov momentum μ.", DefaultValueFactory = _ => 0.9 };
         var network = new Option<bool>("--network") { Description = "Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, all-reduce over gRPC) and count the bytes sent." };
+        var innerLr = new Option<double?>("--inner-lr") { Description = "Peak learning rate of the DiLoCo peers' inner AdamW (default: the baseline's, 3e-3)." };
+        var runs = new Option<string[]>("--run") { Description = "Runs to make (repeatable: baseline, f32, int8; default all three). Ratios need the baseline.", AllowMultipleArgumentsPerToken = true };
         var command = new Command("train-swarm", "Synchronous data-parallel baseline vs DiLoCo (f32 and int8 parts) at equal tokens, peers in one process: validation loss and bytes per peer.")
         {
-            peers, rounds, innerSteps, batch, threads, json, network, outerLr, outerMomentum,
+            peers, rounds, innerSteps, batch, threads, json, network, outerLr, outerMomentum, innerLr, runs,
         };
         command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
         {
@@ -101,9 +103,18 @@ internal static class BenchCommand
             {
                 throw new UsageException("--peers, --rounds, --inner-steps and --batch-size must be positive");
             }
+            var selected = r.GetValue(runs) is { Length: > 0 } chosen ? chosen : null;
+            if (selected?.FirstOrDefault(n => !TrainSwarmBench.Settings.RunNames.Contains(n)) is { } unknown)
+            {
+                throw new UsageException($"--run {unknown}: expected one of {string.Join(", ", TrainSwarmBench.Settings.RunNames)}");
+            }
+            if (r.GetValue(innerLr) is { } lr && !(lr > 0 && double.IsFinite(lr)))
+            {
+                throw new UsageException($"--inner-lr must be positive (got {lr})");
+            }
             Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
             var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch), Network: r.GetValue(network),
-                OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum));
+                OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum), InnerLearningRate: r.GetValue(innerLr), Runs: selected);
             CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, ct));
             return Task.FromResult(0);
         }));

@@ -48,7 +48,7 @@ public sealed partial class BlockServer : IDisposable
     private long _lastCohort;
     private long _tokensServed;
 
-    /// <summary>Serves <paramref name="blocks"/>, which must be consecutive blocks of one model.</summary>
+    /// <summary>Serves <paramref name="blocks"/>, which must be consecutive blocks of one model; the server owns and disposes them.</summary>
     public BlockServer(IReadOnlyList<Block> blocks, BlockServerOptions options, TimeProvider? time = null, ILogger<BlockServer>? logger = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(blocks.Count);
@@ -68,10 +68,22 @@ public sealed partial class BlockServer : IDisposable
         StartBlock = blocks[0].LayerIndex;
         EndBlock = StartBlock + blocks.Count;
         Dtype = blocks[0].parameters().First().dtype;
+        Layout = options.WeightLayout switch
+        {
+            WeightLayout.Auto => Dtype == ScalarType.Float32 && get_num_threads() == 1 ? WeightLayout.ColumnMajor : WeightLayout.RowMajor,
+            var chosen => chosen,
+        };
+        if (Layout == WeightLayout.ColumnMajor)
+        {
+            foreach (var block in _blocks)
+            {
+                block.UseColumnMajorWeights(); // the server owns its blocks
+            }
+        }
         _queue = new ComputeQueue(options.BatchingWindow, options.MaxBatchSessions, JoinableSessions, RunBatch);
         var sweep = options.IdleTimeout / 4;
         _sweeper = _time.CreateTimer(_ => SweepIdle(), null, sweep, sweep);
-        Log.Serving(_logger, options.ModelId, StartBlock, EndBlock - 1, Dtype, options.CacheTokens, options.IdleTimeout, options.BatchingWindow);
+        Log.Serving(_logger, options.ModelId, StartBlock, EndBlock - 1, Dtype, Layout, options.CacheTokens, options.IdleTimeout, options.BatchingWindow);
     }
 
     /// <summary>Loads blocks <paramref name="start"/>..<paramref name="end"/>-1 from a checkpoint directory and serves them.</summary>
@@ -90,6 +102,9 @@ public sealed partial class BlockServer : IDisposable
 
     /// <summary>Dtype of the weights.</summary>
     public ScalarType Dtype { get; }
+
+    /// <summary>How the linear weights are stored (<see cref="WeightLayout.Auto"/> resolved).</summary>
+    public WeightLayout Layout { get; }
 
     /// <summary>The options in effect.</summary>
     public BlockServerOptions Options => _options;

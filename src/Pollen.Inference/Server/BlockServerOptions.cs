@@ -1,5 +1,18 @@
 namespace Pollen.Inference.Server;
 
+/// <summary>How a block server stores its linear weights in memory (values and results are the same).</summary>
+public enum WeightLayout
+{
+    /// <summary>Column-major when tensor math runs on one thread and the weights are float32, else row-major.</summary>
+    Auto,
+
+    /// <summary>As loaded: each (out, in) weight contiguous by rows.</summary>
+    RowMajor,
+
+    /// <summary>Each (out, in) weight stored as its contiguous (in, out) transpose.</summary>
+    ColumnMajor,
+}
+
 /// <summary>Options of a block server.</summary>
 public sealed class BlockServerOptions
 {
@@ -31,6 +44,14 @@ public sealed class BlockServerOptions
 
     /// <summary>Most sessions stepped together in one batched forward. Default 32.</summary>
     public int MaxBatchSessions { get; set; } = 32;
+
+    /// <summary>
+    /// How the linear weights are stored. With one thread for tensor math, MKL multiplies several rows by a
+    /// column-major weight about twice as fast as by a row-major one (768 × 2048, 8 rows: 0.25 against
+    /// 0.48 ms) and one row as fast, so batched steps of concurrent sessions gain; with more threads its
+    /// parallel path favours row-major. Default <see cref="WeightLayout.Auto"/>, which picks by that rule.
+    /// </summary>
+    public WeightLayout WeightLayout { get; set; } = WeightLayout.Auto;
 
     /// <summary>Largest tensor payload accepted, in bytes. Default 64 MiB.</summary>
     public int MaxMessageBytes { get; set; } = 64 << 20;

@@ -5,8 +5,8 @@ namespace Pollen.Inference.Server;
 
 internal static partial class Log
 {
-    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Serving {ModelId} blocks {First}..{Last} in {Dtype}: cache {CacheTokens} tokens, idle timeout {IdleTimeout}, batching window {Window}")]
-    internal static partial void Serving(ILogger logger, string modelId, int first, int last, ScalarType dtype, long cacheTokens, TimeSpan idleTimeout, TimeSpan window);
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Serving {ModelId} blocks {First}..{Last} in {Dtype} ({Layout} linear weights): cache {CacheTokens} tokens, idle timeout {IdleTimeout}, batching window {Window}")]
+    internal static partial void Serving(ILogger logger, string modelId, int first, int last, ScalarType dtype, WeightLayout layout, long cacheTokens, TimeSpan idleTimeout, TimeSpan window);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Refused a session needing {Needed} cache tokens: {Free} of {Budget} free")]
     internal static partial void SessionRefused(ILogger logger, long needed, long free, long budget);

@@ -67,4 +67,25 @@ public sealed class Block : nn.Module
         var h = hidden + self_attn.ForwardSessions(input_layernorm.forward(hidden), positions, layers); // (N, T, C)
         return h + mlp.forward(post_attention_layernorm.forward(h)); // (N, T, C)
     }
+
+    /// <summary>
+    /// Stores every linear weight column-major: each (out, in) weight becomes the transpose of a contiguous
+    /// (in, out) tensor, so <c>x·Wᵀ</c> multiplies by a contiguous matrix. Values and names are unchanged;
+    /// with one thread for tensor math, steps of several rows then run ~2× faster (one row as fast as before).
+    /// </summary>
+    public void UseColumnMajorWeights()
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is TorchSharp.Modules.Linear linear && linear.weight is { } weight && weight.is_contiguous() && weight.dim() == 2)
+            {
+                using var scope = NewDisposeScope();
+                var columnMajor = new TorchSharp.Modules.Parameter(weight.t().contiguous().t(), requires_grad: weight.requires_grad);
+                columnMajor.DetachFromDisposeScope();
+                linear.weight = columnMajor;
+                weight.Dispose();
+            }
+        }
+    }
 }

@@ -24,7 +24,8 @@ public sealed partial class DhtNode
         var answered = answers.Count(a => a is not null);
         if (answered == 0)
         {
-            throw new SwarmUnavailableException($"none of the initial peers answered ({string.Join(", ", initialPeers)}); check the addresses, or start without --initial-peers to found a new swarm");
+            var reasons = initialPeers.Select(a => LastFailure(a) is { } why ? $"{a}: {why}" : a);
+            throw new SwarmUnavailableException($"none of the initial peers answered ({string.Join("; ", reasons)}); check the addresses, or start without --initial-peers to found a new swarm");
         }
         await LookupAsync(PeerId.Id, findValue: false, cancellationToken).ConfigureAwait(false);
         Log.Joined(_logger, answered, initialPeers.Count, Routing.Count);

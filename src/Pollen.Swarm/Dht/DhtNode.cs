@@ -30,6 +30,7 @@ public sealed partial class DhtNode : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly HashSet<PeerId> _pinging = [];
     private readonly Lock _pingingLock = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _lastFailure = new(StringComparer.Ordinal);
     private PeerInfo _selfInfo;
     private long _messagesSent;
 
@@ -197,24 +198,33 @@ public sealed partial class DhtNode : IAsyncDisposable
                 return null;
             }
             Bans.RecordSuccess(address);
+            _lastFailure.TryRemove(address, out _);
             Learn(contact with { Address = address });
             return response;
         }
         catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
         {
-            Fail(address, expected, method, e.StatusCode.ToString());
+            Fail(address, expected, method, string.IsNullOrEmpty(e.Status.Detail) ? e.StatusCode.ToString() : $"{e.StatusCode}: {e.Status.Detail}");
             return null;
         }
         catch (Exception e) when (e is not OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
             // connection refused or reset, a channel closed by the pool, a response that does not parse
-            Fail(address, expected, method, e.GetType().Name);
+            Fail(address, expected, method, $"{e.GetType().Name}: {e.Message}");
             return null;
         }
     }
 
+    /// <summary>Why the last call to <paramref name="address"/> failed, or null when none has.</summary>
+    internal string? LastFailure(string address) => _lastFailure.GetValueOrDefault(address);
+
     private void Fail(string address, Contact? expected, string method, string status)
     {
+        if (_lastFailure.Count >= 4096)
+        {
+            _lastFailure.Clear(); // only recent failures are worth naming; dead addresses must not pile up
+        }
+        _lastFailure[address] = status;
         var ban = Bans.RecordFailure(address);
         if (expected is not null)
         {

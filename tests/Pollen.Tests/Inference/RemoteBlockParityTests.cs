@@ -1,6 +1,7 @@
 using Grpc.Net.Client;
 using Pollen.Inference.Client;
 using Pollen.Inference.Protos;
+using Pollen.Inference.Server;
 using Pollen.Inference.Wire;
 using Pollen.Model.Layers;
 using Pollen.Model.Llama;
@@ -19,8 +20,21 @@ public class RemoteBlockParityTests
     [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
     public async Task RemoteBlocksEqualLocalBlocks(string name)
     {
+        // tests run tensor math on one thread, where servers store float32 linear weights column-major
+        var layout = await RemoteBlocksEqualLocalBlocksAsync(name, new BlockServerOptions());
+        Assert.Equal(WeightLayout.ColumnMajor, layout);
+    }
+
+    [Theory]
+    [InlineData("rope-standard-gqa")]
+    [InlineData("alibi-differential-mha")]
+    public async Task RowMajorServersEqualLocalBlocksToo(string name) =>
+        Assert.Equal(WeightLayout.RowMajor, await RemoteBlocksEqualLocalBlocksAsync(name, new BlockServerOptions { WeightLayout = WeightLayout.RowMajor }));
+
+    private static async Task<WeightLayout> RemoteBlocksEqualLocalBlocksAsync(string name, BlockServerOptions serverOptions)
+    {
         var config = ModelTestConfigs.All[name];
-        await using var swarm = await InferenceSwarm.StartAsync(config, [(0, config.NumHiddenLayers)]);
+        await using var swarm = await InferenceSwarm.StartAsync(config, [(0, config.NumHiddenLayers)], serverOptions);
         using var channel = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
         var client = new Blocks.BlocksClient(channel);
         manual_seed(3);
@@ -52,6 +66,7 @@ public class RemoteBlockParityTests
             var output = await span.StepAsync(TensorWire.Encode(h), TensorWire.Encode(p), TestContext.Current.CancellationToken);
             AssertClose(expected, output, $"session tokens {from}..{from + length - 1}");
         }
+        return swarm.Hosts[0]!.Server.Layout;
     }
 
     private static Tensor LocalForward(Block block, Tensor hidden, Tensor positions, KvCache? cache)

@@ -92,6 +92,34 @@ public class TransformerTests
 
     [Theory]
     [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
+    public void ColumnMajorWeightsKeepNamesValuesAndResults(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(name);
+        using var noGrad = no_grad();
+        var block = model.Blocks[1];
+        var x = model.Embed(RandomIds(3, 5, model.Config.VocabSize, 4));
+        var positions = Transformer.DefaultPositions(3, 5);
+        var expected = block.forward(x, positions);
+        var before = block.named_parameters().Select(p => (p.name, Value: p.parameter.clone())).ToList();
+
+        block.UseColumnMajorWeights();
+
+        var after = block.named_parameters().ToList();
+        Assert.Equal(before.Select(p => p.name), after.Select(p => p.name));
+        for (var i = 0; i < before.Count; i++)
+        {
+            Assert.Equal(before[i].Value.shape, after[i].parameter.shape);
+            Assert.True(before[i].Value.equal(after[i].parameter).all().item<bool>(), before[i].name);
+        }
+        var transposed = after.Where(p => p.parameter.dim() == 2 && p.parameter.stride(0) == 1 && p.parameter.stride(1) == p.parameter.shape[0]).ToList();
+        Assert.Contains(transposed, p => p.name.EndsWith("mlp.down_proj.weight", StringComparison.Ordinal));
+        Assert.Contains(transposed, p => p.name.Contains("self_attn.", StringComparison.Ordinal));
+        Assert.True((block.forward(x, positions) - expected).abs().max().item<float>() < 1e-5);
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelTestConfigs.AllNames), MemberType = typeof(ModelTestConfigs))]
     public void BatchedStepOverSessionsOfDifferentLengthsEqualsSeparateSteps(string name)
     {
         using var scope = NewDisposeScope();

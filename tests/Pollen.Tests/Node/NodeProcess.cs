@@ -108,7 +108,16 @@ internal sealed class NodeProcess : IDisposable
     /// <summary>GET /api/status.</summary>
     public async Task<JsonObject> StatusAsync()
     {
-        var text = await Http.GetStringAsync(new Uri(Url, "api/status"), TestContext.Current.CancellationToken);
+        string text;
+        try
+        {
+            text = await Http.GetStringAsync(new Uri(Url, "api/status"), TestContext.Current.CancellationToken);
+        }
+        catch (HttpRequestException e) when (Process.HasExited)
+        {
+            await _drainErr;
+            throw new InvalidOperationException($"node {Name} exited with code {Process.ExitCode}:\n{Output}", e);
+        }
         return JsonNode.Parse(text)!.AsObject();
     }
 
