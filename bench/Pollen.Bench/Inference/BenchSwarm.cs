@@ -72,6 +72,9 @@ internal sealed class BenchSwarm : IAsyncDisposable
         host.Server.Dispose();
     }
 
+    /// <summary>How the servers store their linear weights.</summary>
+    public WeightLayout Layout => _hosts.FirstOrDefault(h => h is not null)?.Server.Layout ?? WeightLayout.RowMajor;
+
     /// <summary>Batched forwards (more than one session at once) over all servers started.</summary>
     public long BatchedSteps => _hosts.Sum(h => h?.Server.BatchedSteps ?? 0);
 

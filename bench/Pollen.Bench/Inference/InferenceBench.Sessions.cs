@@ -51,7 +51,17 @@ public static partial class InferenceBench
             log?.Invoke($"{n} concurrent sessions: {rate:F1} tokens/s aggregate, {rate / baseline:F2}× {counts[0]}");
         }
         // the same steps without the network: the servers' blocks, here, batched as a server batches them
-        var ceiling = BlocksOnlyRates(local, counts, s.Repeats, s.PromptTokens);
+        // (with the servers' weight layout)
+        using var blocks = Pollen.Model.Checkpoints.ModelCheckpoint.Load(swarm.Directory);
+        blocks.eval();
+        if (swarm.Layout == Pollen.Inference.Server.WeightLayout.ColumnMajor)
+        {
+            foreach (var block in blocks.Blocks)
+            {
+                block.UseColumnMajorWeights();
+            }
+        }
+        var ceiling = BlocksOnlyRates(blocks, counts, s.Repeats, s.PromptTokens);
         foreach (var n in counts)
         {
             var key = n.ToString(CultureInfo.InvariantCulture);

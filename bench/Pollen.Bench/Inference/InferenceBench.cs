@@ -31,7 +31,8 @@ public static partial class InferenceBench
     /// <param name="Repeats">Measurements of each kind; medians are reported.</param>
     /// <param name="Sessions">Concurrent session counts measured; the first is the baseline of the ratios.</param>
     /// <param name="Seed">Seed of the weights and prompts.</param>
-    public sealed record Settings(int Servers = 4, int PromptTokens = 16, int GenerateTokens = 64, int Repeats = 5, IReadOnlyList<int>? Sessions = null, int Seed = 0)
+    public sealed record Settings(int Servers = 4, int PromptTokens = 16, int GenerateTokens = 64, int Repeats = 5, IReadOnlyList<int>? Sessions = null, int Seed = 0,
+        WeightLayout Layout = WeightLayout.Auto)
     {
         /// <summary>The session counts, default 1, 4 and 8.</summary>
         public IReadOnlyList<int> SessionCounts => Sessions ?? [1, 4, 8];
@@ -65,7 +66,12 @@ public static partial class InferenceBench
         s.Validate(config);
         using var local = new Transformer(config, seed: s.Seed);
         local.eval();
-        var options = new BlockServerOptions { ModelId = "bench", CacheTokens = Math.Max(8192, 2L * s.SessionCounts.Max() * (s.PromptTokens + s.GenerateTokens)) };
+        var options = new BlockServerOptions
+        {
+            ModelId = "bench",
+            CacheTokens = Math.Max(8192, 2L * s.SessionCounts.Max() * (s.PromptTokens + s.GenerateTokens)),
+            WeightLayout = s.Layout,
+        };
         await using var swarm = BenchSwarm.Create(local, options);
         var parts = BenchSwarm.Split(config.NumHiddenLayers, s.Servers);
         var servers = new List<ServerSpan>();
@@ -82,6 +88,7 @@ public static partial class InferenceBench
             ["servers"] = s.Servers,
             ["spans"] = Describe(servers),
             ["threads"] = get_num_threads(),
+            ["weight_layout"] = swarm.Layout.ToString(),
             ["prompt_tokens"] = s.PromptTokens,
             ["tokens"] = s.GenerateTokens,
             ["repeats"] = s.Repeats,

@@ -31,15 +31,20 @@ internal static class BenchCommand
         var seed = CommonOptions.Seed("weights and prompts");
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
+        var layout = new Option<Pollen.Inference.Server.WeightLayout>("--weight-layout")
+        {
+            Description = "How the servers store linear weights: Auto (column-major with one thread, else row-major), RowMajor or ColumnMajor.",
+            DefaultValueFactory = _ => Pollen.Inference.Server.WeightLayout.Auto,
+        };
         var command = new Command("inference", "Decoding through block servers on loopback against the same model locally: batch-1 tokens/s and ratio, aggregate tokens/s of concurrent sessions, recovery from a killed server.")
         {
-            servers, config, tokens, promptTokens, sessions, repeats, seed, threads, json,
+            servers, config, tokens, promptTokens, sessions, repeats, seed, threads, json, layout,
         };
         command.SetAction((r, ct) => CommonOptions.RunAsync(async () =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
             var modelConfig = ModelConfigs.Resolve(r.GetValue(config)!);
-            var settings = new InferenceBench.Settings(r.GetValue(servers), r.GetValue(promptTokens), r.GetValue(tokens), r.GetValue(repeats), r.GetValue(sessions), r.GetValue(seed));
+            var settings = new InferenceBench.Settings(r.GetValue(servers), r.GetValue(promptTokens), r.GetValue(tokens), r.GetValue(repeats), r.GetValue(sessions), r.GetValue(seed), r.GetValue(layout));
             try
             {
                 settings.Validate(modelConfig);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Pollen.Model.Layers;
+using Pollen.Model.Runtime;
 using static TorchSharp.torch;
 
 namespace Pollen.Inference.Server;
@@ -19,7 +20,7 @@ public sealed partial class BlockServer
         using var noGrad = no_grad();
         using var cache = new KvCache(steps + 2);
         using var dnn = Dtype != ScalarType.Float32 ? Model.Runtime.OneDnn.Suspend() : default;
-        var hidden = randn(1, 1, Config.HiddenSize, dtype: Dtype) * 0.02;
+        var hidden = randn(1, 1, Config.HiddenSize, dtype: Dtype).TimesConstant(0.02);
         var clock = new Stopwatch();
         for (var step = 0; step < steps + 2; step++)
         {

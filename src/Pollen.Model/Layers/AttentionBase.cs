@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using Pollen.Model.Config;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -69,7 +70,7 @@ public abstract class AttentionBase : nn.Module
                 var pad = filled.unsqueeze(1).unsqueeze(1); // (N, 1, 1, S)
                 mask = mask is null ? pad
                     : mask.dtype == ScalarType.Bool ? mask.logical_and(pad)
-                    : mask.masked_fill(pad.logical_not(), float.NegativeInfinity);
+                    : mask.masked_fill(pad.logical_not(), TensorMath.NegativeInfinity);
             }
             return Output(AttendAll(q, keys, values, mask, isCausal)); // (N, 1, C)
         }
@@ -146,7 +147,7 @@ public abstract class AttentionBase : nn.Module
             return allowed;
         }
         var bias = Alibi.Bias(tensor(_alibiSlopes), queryPositions, keyPositions); // (B, H, T, S)
-        return bias.masked_fill(allowed.logical_not(), float.NegativeInfinity);
+        return bias.masked_fill(allowed.logical_not(), TensorMath.NegativeInfinity);
     }
 
     /// <summary>Repeats each key/value head for the query heads of its group (B, Hkv, S, D) → (B, Hq, S, D).</summary>

@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -29,7 +30,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         // norm in float32, then back to the input dtype
         var x32 = x.to(float32);
-        var normed = x32 * rsqrt(x32.square().mean([-1], keepdim: true).add(_eps));
+        var normed = x32 * rsqrt(x32.Squared().mean([-1], keepdim: true).add(_eps));
         GC.KeepAlive(this); // _eps outlives the native call
         return weight * normed.to(x.dtype);
     }

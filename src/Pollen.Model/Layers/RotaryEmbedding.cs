@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using Pollen.Model.Config;
 using static TorchSharp.torch;
 
@@ -63,7 +64,7 @@ public sealed class RotaryEmbedding : IDisposable
         var x1 = x.narrow(-1, 0, half);
         var x2 = x.narrow(-1, half, half);
         var rotated = cat([-x2, x1], -1);
-        return (x * cos.to(x.dtype)) + (rotated * sin.to(x.dtype));
+        return (x * cos.to(x.dtype)).Plus(rotated * sin.to(x.dtype));
     }
 
     private void Grow(long rows)

@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using Pollen.Model.Config;
 using Pollen.Model.Layers;
 using TorchSharp;
@@ -51,8 +52,8 @@ public sealed class Block : nn.Module
     /// </summary>
     public Tensor forward(Tensor hidden, Tensor positions, KvCache? cache = null)
     {
-        var h = hidden + self_attn.Forward(input_layernorm.forward(hidden), positions, cache?.Layer(LayerIndex)); // (B, T, C)
-        return h + mlp.forward(post_attention_layernorm.forward(h)); // (B, T, C)
+        var h = hidden.Plus(self_attn.Forward(input_layernorm.forward(hidden), positions, cache?.Layer(LayerIndex))); // (B, T, C)
+        return h.Plus(mlp.forward(post_attention_layernorm.forward(h))); // (B, T, C)
     }
 
     /// <summary>
@@ -64,8 +65,8 @@ public sealed class Block : nn.Module
     public Tensor ForwardSessions(Tensor hidden, Tensor positions, IReadOnlyList<KvCache> caches)
     {
         var layers = caches.Select(c => c.Layer(LayerIndex)).ToArray();
-        var h = hidden + self_attn.ForwardSessions(input_layernorm.forward(hidden), positions, layers); // (N, T, C)
-        return h + mlp.forward(post_attention_layernorm.forward(h)); // (N, T, C)
+        var h = hidden.Plus(self_attn.ForwardSessions(input_layernorm.forward(hidden), positions, layers)); // (N, T, C)
+        return h.Plus(mlp.forward(post_attention_layernorm.forward(h))); // (N, T, C)
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using static TorchSharp.torch;
 
 namespace Pollen.Training.Collaborative;
@@ -59,7 +60,7 @@ public static class Aggregator
                 var ordered = stacked.sort(0).Values;
                 result = k % 2 == 1
                     ? ordered.select(0, k / 2)
-                    : (ordered.select(0, (k / 2) - 1) + ordered.select(0, k / 2)) / 2;
+                    : ordered.select(0, (k / 2) - 1).Plus(ordered.select(0, k / 2)).TimesConstant(0.5);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(aggregation));

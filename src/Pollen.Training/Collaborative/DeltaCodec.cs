@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using static TorchSharp.torch;
 
 namespace Pollen.Training.Collaborative;
@@ -52,15 +53,15 @@ public static class DeltaCodec
             case DeltaCompression.F32:
                 return x.bytes.ToArray();
             case DeltaCompression.F16:
-                return x.clamp(-65504f, 65504f).to(float16).bytes.ToArray();
+                return x.clamp(TensorMath.Constant(-65504), TensorMath.Constant(65504)).to(float16).bytes.ToArray();
             case DeltaCompression.Int8:
                 var n = x.numel();
                 var blocks = Blocks(n);
                 var padded = n == blocks * Int8BlockSize ? x : nn.functional.pad(x, [0, (blocks * Int8BlockSize) - n]);
                 var rows = padded.view(blocks, Int8BlockSize);
-                var scale = rows.abs().amax([1], keepdim: true) / 127f; // (blocks, 1)
-                var safe = where(scale > 0, scale, ones_like(scale));
-                var q = (rows / safe).round().clamp(-127, 127).to(int8).reshape(-1).narrow(0, 0, n);
+                var scale = rows.abs().amax([1], keepdim: true).div(TensorMath.Constant(127)); // (blocks, 1)
+                var safe = where(scale.gt(TensorMath.Constant(0)), scale, ones_like(scale));
+                var q = (rows / safe).round().clamp(TensorMath.Constant(-127), TensorMath.Constant(127)).to(int8).reshape(-1).narrow(0, 0, n);
                 var result = new byte[EncodedSize(n, compression)];
                 scale.contiguous().bytes.CopyTo(result);
                 q.contiguous().bytes.CopyTo(result.AsSpan((int)(blocks * 4)));
@@ -95,7 +96,7 @@ public static class DeltaCodec
                 var blocks = Blocks(elements);
                 var scales = empty(blocks, float32);
                 bytes[..(int)(blocks * 4)].CopyTo(scales.bytes);
-                if (!scales.isfinite().all().item<bool>() || (scales < 0).any().item<bool>())
+                if (!scales.isfinite().all().item<bool>() || scales.lt(TensorMath.Constant(0)).any().item<bool>())
                 {
                     throw new InvalidDataException("an int8 part carries a negative or non-finite scale");
                 }

@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -52,8 +53,8 @@ public sealed class OuterOptimizer : IDisposable
         _momentum.mul_(momentum).add_(delta);
         StepCount++;
         using var scope = NewDisposeScope();
-        var update = delta + _momentum.mul(momentum);
-        return (start - update.mul(learningRate)).MoveToOuterDisposeScope();
+        var update = delta.Plus(_momentum.mul(momentum));
+        return start.Minus(update.mul(learningRate)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Restores state received from a peer (validated shape).</summary>

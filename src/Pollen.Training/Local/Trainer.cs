@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -195,7 +196,7 @@ public sealed class Trainer : IDisposable
     private double GradNorm()
     {
         using var scope = NewDisposeScope();
-        var total = _optimizer.Parameters.Where(p => p.grad is not null).Select(p => p.grad!.square().sum()).Aggregate((a, b) => a + b);
+        var total = _optimizer.Parameters.Where(p => p.grad is not null).Select(p => p.grad!.Squared().sum()).Aggregate((a, b) => a.Plus(b));
         return Math.Sqrt(total.item<float>());
     }
 
