@@ -12,6 +12,7 @@ public sealed class TrainSwarmProcessTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "pollen-train-swarm-" + Guid.NewGuid().ToString("N"));
     private readonly List<Process> _processes = [];
+    private readonly Dictionary<Process, (string Seen, Task<string> Remainder)> _stderr = [];
 
     public void Dispose()
     {
@@ -36,21 +37,21 @@ public sealed class TrainSwarmProcessTests : IDisposable
         var a = Start("a", null);
         var address = await ReadUntilAsync(a, "join with --initial-peers ", line => line[(line.IndexOf("--initial-peers ", StringComparison.Ordinal) + 16)..].Trim());
         var b = Start("b", address);
-        _ = b.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        Drain(b, "");
         var c = Start("c", address);
         await ReadUntilAsync(c, "  peers ", _ => ""); // its first completed round
         await Pollen.Tests.Swarm.TestSwarm.WaitUntilAsync(() => File.Exists(Path.Combine(_root, "c", "out", "diloco_state.json")), TimeSpan.FromMinutes(1), "c's first checkpoint");
         c.Kill(); // SIGKILL mid-run
         await c.WaitForExitAsync(TestContext.Current.CancellationToken);
         var restarted = Start("c", address);
-        _ = restarted.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        Drain(restarted, "");
 
         var results = new List<JsonObject>();
         foreach (var p in new[] { a, b, restarted })
         {
             var stdout = await p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
             await PollenProcess.WaitAsync(p, TimeSpan.FromMinutes(5));
-            Assert.True(p.ExitCode == 0, $"exit {p.ExitCode}: {stdout}");
+            Assert.True(p.ExitCode == 0, $"exit {p.ExitCode}: {stdout}\n--- stderr (last 4000 chars) ---\n{await StderrTailAsync(p)}");
             results.Add(JsonNode.Parse(stdout.TrimEnd().Split('\n')[^1])!.AsObject());
         }
         Assert.All(results, r => Assert.Equal(8, (int)r["rounds"]!));
@@ -75,7 +76,21 @@ public sealed class TrainSwarmProcessTests : IDisposable
         return process;
     }
 
-    private static async Task<string> ReadUntilAsync(Process process, string marker, Func<string, string> take)
+    /// <summary>Keeps reading <paramref name="process"/>'s stderr (after <paramref name="seen"/>) so it never blocks, for failure messages.</summary>
+    private void Drain(Process process, string seen) =>
+        _stderr[process] = (seen, process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken));
+
+    private async Task<string> StderrTailAsync(Process process)
+    {
+        if (!_stderr.TryGetValue(process, out var err))
+        {
+            return "";
+        }
+        var text = err.Seen + await err.Remainder.WaitAsync(TimeSpan.FromSeconds(10));
+        return text[Math.Max(0, text.Length - 4000)..];
+    }
+
+    private async Task<string> ReadUntilAsync(Process process, string marker, Func<string, string> take)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         timeout.CancelAfter(TimeSpan.FromMinutes(3));
@@ -86,7 +101,7 @@ public sealed class TrainSwarmProcessTests : IDisposable
             seen.AppendLine(line);
             if (line.Contains(marker, StringComparison.Ordinal))
             {
-                _ = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken); // keep draining
+                Drain(process, seen.ToString()); // keep draining
                 return take(line);
             }
         }
