@@ -1,5 +1,5 @@
-using Pollen.Model.Runtime;
 using Pollen.Model.Config;
+using Pollen.Model.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,5 +1,5 @@
-using Pollen.Model.Runtime;
 using Pollen.Model.Config;
+using Pollen.Model.Runtime;
 using static TorchSharp.torch;
 
 namespace Pollen.Model.Layers;

@@ -1,6 +1,6 @@
-using Pollen.Model.Runtime;
 using Pollen.Model.Config;
 using Pollen.Model.Layers;
+using Pollen.Model.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 

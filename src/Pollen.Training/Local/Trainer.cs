@@ -1,10 +1,10 @@
-using Pollen.Model.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Pollen.Model.Checkpoints;
 using Pollen.Model.Llama;
+using Pollen.Model.Runtime;
 using Pollen.Training.Data;
 using Pollen.Training.Optim;
 using TorchSharp;
