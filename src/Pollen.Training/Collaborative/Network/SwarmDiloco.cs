@@ -96,9 +96,10 @@ public sealed class SwarmDiloco : IDisposable
 
     /// <summary>
     /// Catches up when needed: if the run's progress shows peers ahead of this one (it started late or
-    /// missed rounds), or peers at the same round agreeing on other parameters than this one's, downloads
-    /// the state the most peers of the newest round agree on from one of them (checked against their
-    /// signed progress) and takes it over. Returns true when it did.
+    /// missed rounds), or more peers at the same round agreeing on other parameters than on this one's (as
+    /// many: the group with the smaller hash wins), downloads the state the most peers of the newest round
+    /// agree on from one of them (checked against their signed progress) and takes it over. Returns true
+    /// when it did.
     /// </summary>
     public async Task<bool> SyncAsync(CancellationToken cancellationToken)
     {
@@ -113,7 +114,11 @@ public sealed class SwarmDiloco : IDisposable
         var current = others.Where(p => p.Rounds == newest).GroupBy(p => p.ParameterHash).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).First();
         var mine = _peer.ParameterHash;
         var agreeing = others.Count(p => p.Rounds == _peer.Round && p.ParameterHash == mine) + 1;
-        if (newest < _peer.Round || (newest == _peer.Round && (current.Key == mine || agreeing >= current.Count())))
+        // at the same round the larger group wins, and between equal groups the smaller hash, so peers that
+        // split (a round some of them averaged without the others) converge again instead of staying apart
+        var keepMine = current.Key == mine || agreeing > current.Count()
+            || (agreeing == current.Count() && string.CompareOrdinal(mine, current.Key) < 0);
+        if (newest < _peer.Round || (newest == _peer.Round && keepMine))
         {
             return false;
         }

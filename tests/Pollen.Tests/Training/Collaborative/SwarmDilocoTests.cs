@@ -91,6 +91,23 @@ public sealed class SwarmDilocoJoinTests
         Assert.All(reports, r => Assert.Equal([3, 3, 3], r.ContributorsPerSlice));
         Assert.Single(reports.Select(r => r.ParameterHash).Distinct());
     }
+
+    [Fact]
+    public async Task TwoPeersThatSplitAtTheSameRoundConvergeOnOneOfTheirStates()
+    {
+        // two peers at round 0 with different parameters (as after a round each averaged alone): neither
+        // group is larger, so the one with the larger hash takes the other's state
+        await using var run = await DilocoSwarm.StartAsync(1, rounds: 2);
+        var other = await run.AddPeerAsync(2, modelSeed: 99);
+        var hashes = new[] { run[0].Peer.ParameterHash, other.Peer.ParameterHash };
+        Assert.NotEqual(hashes[0], hashes[1]);
+        var synced = new[] { await run[0].SyncAsync(Ct), await other.SyncAsync(Ct) };
+        Assert.Equal(1, synced.Count(s => s));
+        Assert.Equal(hashes.Min(StringComparer.Ordinal), run[0].Peer.ParameterHash);
+        Assert.Equal(run[0].Peer.ParameterHash, other.Peer.ParameterHash);
+        Assert.False(await run[0].SyncAsync(Ct)); // in step now: nothing more to do
+        Assert.False(await other.SyncAsync(Ct));
+    }
 }
 
 public sealed class SwarmDilocoRobustnessTests
