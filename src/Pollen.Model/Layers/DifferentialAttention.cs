@@ -74,8 +74,8 @@ public sealed class DifferentialAttention : AttentionBase
         var half = Config.HeadDim / 2;
         var a = Sdpa(q.narrow(-1, 0, half), k.narrow(-1, 0, half), v, mask, isCausal);       // (B, Hq, T, D)
         var b = Sdpa(q.narrow(-1, half, half), k.narrow(-1, half, half), v, mask, isCausal); // (B, Hq, T, D)
-        var lambda = exp((lambda_q1 * lambda_k1).sum()).Minus(exp((lambda_q2 * lambda_k2).sum())).PlusConstant(_lambdaInit);
-        return subln.forward(a.Minus(lambda.to(a.dtype) * b)).TimesConstant(1 - _lambdaInit); // per-head norm
+        var lambda = (exp((lambda_q1 * lambda_k1).sum()) - exp((lambda_q2 * lambda_k2).sum())).PlusConstant(_lambdaInit);
+        return subln.forward(a - (lambda.to(a.dtype) * b)).TimesConstant(1 - _lambdaInit); // per-head norm
     }
 
     /// <inheritdoc/>

@@ -9,26 +9,25 @@ namespace Pollen.Model.Runtime;
 /// </summary>
 /// <remarks>
 /// TorchSharp turns a .NET number into a finalizable <see cref="Scalar"/> and hands libtorch only its
-/// handle; <c>a + b</c> and <c>a - b</c> pass an implicit alpha of 1 the same way, and <c>square()</c> an
-/// exponent of 2 (<c>sub</c> passes none). Nothing keeps that temporary reachable during the call, so a garbage collection on
-/// another thread can run its finalizer and free the scalar while libtorch still reads it: a training
-/// step once died with "INTERNAL ASSERT FAILED at c10/core/Scalar.h" inside <c>pow</c>. The scalars here
-/// are held by static fields, so they are never finalized; the model's and the trainers' per-step paths
-/// use these instead of the operators.
+/// handle; <c>a + b</c>, <c>add(scalar)</c> and <c>add_(…)</c> pass an implicit alpha of 1 the same way,
+/// and <c>square()</c> an exponent of 2 (<c>a - b</c> and tensor products pass none). Nothing keeps that
+/// temporary reachable during the call, so a garbage collection on another thread can run its finalizer
+/// and free the scalar while libtorch still reads it: a training step once died with "INTERNAL ASSERT
+/// FAILED at c10/core/Scalar.h" inside <c>pow</c>. The scalars here are held by static fields, so they are
+/// never finalized; the model's and the trainers' per-step paths use these instead of the operators.
 /// </remarks>
 public static class TensorMath
 {
-    private static readonly Scalar One = 1.ToScalar();
     private static readonly ConcurrentDictionary<double, Scalar> Constants = new();
+
+    /// <summary>1, for the alpha of <c>add</c> and <c>add_</c>.</summary>
+    public static Scalar One { get; } = 1.ToScalar();
 
     /// <summary>−∞, for masks.</summary>
     public static Scalar NegativeInfinity { get; } = float.NegativeInfinity.ToScalar();
 
     /// <summary><paramref name="a"/> + <paramref name="b"/>.</summary>
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
-
-    /// <summary><paramref name="a"/> − <paramref name="b"/> (TorchSharp's <c>sub</c> passes no scalar; here for symmetry with <see cref="Plus"/>).</summary>
-    public static Tensor Minus(this Tensor a, Tensor b) => a.sub(b);
 
     /// <summary><paramref name="a"/> + <paramref name="value"/> (a value from a small fixed set, see <see cref="Constant"/>).</summary>
     public static Tensor PlusConstant(this Tensor a, double value) => a.add(Constant(value), One);

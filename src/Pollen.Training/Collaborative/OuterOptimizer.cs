@@ -50,11 +50,11 @@ public sealed class OuterOptimizer : IDisposable
         // explicit scalars, alive to the end: a temporary one may be finalized while a native op reads it
         using var momentum = Momentum.ToScalar();
         using var learningRate = LearningRate.ToScalar();
-        _momentum.mul_(momentum).add_(delta);
+        _momentum.mul_(momentum).add_(delta, TensorMath.One);
         StepCount++;
         using var scope = NewDisposeScope();
         var update = delta.Plus(_momentum.mul(momentum));
-        return start.Minus(update.mul(learningRate)).MoveToOuterDisposeScope();
+        return (start - update.mul(learningRate)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Restores state received from a peer (validated shape).</summary>

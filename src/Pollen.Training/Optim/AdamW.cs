@@ -1,3 +1,4 @@
+using Pollen.Model.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -82,7 +83,7 @@ public sealed class AdamW : IDisposable
             }
             m.mul_(beta1).add_(grad, alpha: rest1);
             v.mul_(beta2).addcmul_(grad, grad, value: rest2);
-            var denom = v.div(correction2).sqrt_().add_(eps);
+            var denom = v.div(correction2).sqrt_().add_(eps, TensorMath.One);
             param.addcdiv_(m, denom, value: stepSize);
         }
     }
