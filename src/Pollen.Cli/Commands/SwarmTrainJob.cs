@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -67,6 +68,7 @@ internal static class SwarmTrainJob
         log.WriteLine($"peer {node.PeerId} at {node.Address}, run '{w.RunId}': {w.Rounds} rounds of {w.InnerSteps} steps, {w.Compression} parts, {w.Aggregation}; join with --initial-peers {node.Address}");
         TokenizerLoader.SaveByteTokenizer(s.Out);
         double? loss = null;
+        var lastRound = TimeSpan.Zero;
         try
         {
             await swarm.PublishProgressAsync(ct).ConfigureAwait(false);
@@ -77,7 +79,9 @@ internal static class SwarmTrainJob
                     log.WriteLine($"caught up with the run at round {peer.Round}");
                     continue;
                 }
+                var roundStarted = Stopwatch.GetTimestamp();
                 var report = await swarm.RunRoundAsync(ct, evaluate: true).ConfigureAwait(false);
+                lastRound = Stopwatch.GetElapsedTime(roundStarted);
                 loss = report.Loss;
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"round {report.Round + 1}/{w.Rounds}  peers {report.GroupSize}  val {loss:F3}  sent {report.BytesSent:N0} B  inner {report.InnerTime.TotalSeconds:F1} s  averaging {report.AveragingTime.TotalSeconds:F1} s  params {report.ParameterHash[..12]}"));
@@ -85,6 +89,19 @@ internal static class SwarmTrainJob
                 {
                     DilocoCheckpoint.Save(peer, model, s.Out, w.RunId);
                 }
+            }
+            // a last round that split the peers (one was late for matchmaking) is settled here, while all are still up:
+            // wait for the ones still averaging (about a round), and the minority takes the majority's state
+            var hash = peer.ParameterHash;
+            if (!await swarm.FinishAsync(w.Rounds, w.MatchmakingWindow + (2 * lastRound), ct).ConfigureAwait(false))
+            {
+                log.WriteLine("warning: not every peer of the last round ended with these parameters (see the log above)");
+            }
+            if (peer.ParameterHash != hash)
+            {
+                log.WriteLine($"took over the parameters most peers ended with ({peer.ParameterHash[..12]})");
+                loss = peer.Evaluate();
+                DilocoCheckpoint.Save(peer, model, s.Out, w.RunId);
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)

@@ -23,13 +23,19 @@ public sealed partial class BlockServer
     /// session is open: then nothing changes and the result is false (call again once sessions have closed).
     /// No session can open while the copy runs.
     /// </summary>
+    /// <param name="weights">The new parameters of every block of the span.</param>
+    /// <param name="round">The training round they come from.</param>
+    /// <param name="stillWanted">
+    /// Asked on the compute thread right before the copy (the call may wait there behind steps): false leaves the
+    /// weights as they are and returns false, e.g. because a newer round has arrived meanwhile.
+    /// </param>
     /// <exception cref="ArgumentException">A block of the span or one of its parameters is missing, or a shape differs.</exception>
-    public Task<bool> TryReplaceWeightsAsync(IReadOnlyDictionary<int, IReadOnlyDictionary<string, Tensor>> weights, long round) =>
+    public Task<bool> TryReplaceWeightsAsync(IReadOnlyDictionary<int, IReadOnlyDictionary<string, Tensor>> weights, long round, Func<bool>? stillWanted = null) =>
         _queue.RunAsync(() =>
         {
             lock (_lock)
             {
-                if (_sessions.Count > 0)
+                if (_sessions.Count > 0 || stillWanted?.Invoke() == false)
                 {
                     return false;
                 }

@@ -107,8 +107,14 @@ public sealed class ServedWeights : IAsyncDisposable
                 {
                     using (snapshot)
                     {
-                        if (_server is not null && !await _server.TryReplaceWeightsAsync(snapshot.Blocks.ToDictionary(b => b.Key, b => (IReadOnlyDictionary<string, Tensor>)b.Value), snapshot.Round).ConfigureAwait(false))
+                        // the copy may wait on the compute thread behind steps: a round published meanwhile replaces this one
+                        if (_server is not null && !await _server.TryReplaceWeightsAsync(snapshot.Blocks.ToDictionary(b => b.Key, b => (IReadOnlyDictionary<string, Tensor>)b.Value),
+                                snapshot.Round, () => Volatile.Read(ref _pending) is null).ConfigureAwait(false))
                         {
+                            if (Volatile.Read(ref _pending) is not null)
+                            {
+                                continue; // superseded: the newer round is tried at once
+                            }
                             // sessions open: put it back unless a newer round arrived meanwhile, and try again shortly
                             if (Interlocked.CompareExchange(ref _pending, snapshot.Keep(), null) is not null)
                             {

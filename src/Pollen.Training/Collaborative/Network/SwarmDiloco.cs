@@ -101,14 +101,42 @@ public sealed class SwarmDiloco : IDisposable
     /// agree on from one of them (checked against their signed progress) and takes it over. Returns true
     /// when it did.
     /// </summary>
+    /// <remarks>
+    /// A peer that finishes a round between the progress read and the download offers a newer state than
+    /// its entry names, which the check refuses; the progress is then read again (a few times, backing off)
+    /// so a run that moves on quickly still lets a late peer in.
+    /// </remarks>
+    /// <exception cref="Swarm.SwarmUnavailableException">This peer is behind and no peer of the newest round gave a valid state.</exception>
     public async Task<bool> SyncAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var (done, newest) = await TrySyncAsync(cancellationToken).ConfigureAwait(false);
+            if (done is { } result)
+            {
+                return result;
+            }
+            if (attempt == SyncAttempts)
+            {
+                throw new Swarm.SwarmUnavailableException(
+                    $"this peer is behind (round {_peer.Round}, the run is at {newest}) and no peer of round {newest} gave a valid state in {SyncAttempts} attempts");
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(250 << attempt), _time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>How many times <see cref="SyncAsync"/> reads the progress and tries its peers before it gives up.</summary>
+    public const int SyncAttempts = 4;
+
+    /// <summary>One pass of <see cref="SyncAsync"/>: true synced, false nothing to do, null every source failed.</summary>
+    private async Task<(bool? Done, long Newest)> TrySyncAsync(CancellationToken cancellationToken)
     {
         var me = _node.PeerId.ToString();
         var others = (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
             .Where(p => p.PeerId != me && p.ParameterHash.Length == 64).ToList();
         if (others.Count == 0)
         {
-            return false;
+            return (false, _peer.Round);
         }
         var newest = others.Max(p => p.Rounds);
         var current = others.Where(p => p.Rounds == newest).GroupBy(p => p.ParameterHash).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).First();
@@ -120,7 +148,7 @@ public sealed class SwarmDiloco : IDisposable
             || (agreeing == current.Count() && string.CompareOrdinal(mine, current.Key) < 0);
         if (newest < _peer.Round || (newest == _peer.Round && keepMine))
         {
-            return false;
+            return (false, newest);
         }
         foreach (var source in current.OrderBy(_ => Random.Shared.Next()))
         {
@@ -131,14 +159,55 @@ public sealed class SwarmDiloco : IDisposable
                 _peer.LoadState(state);
                 Log.Synced(_logger, state.Round, source.PeerId, current.Key[..12]);
                 await PublishProgressAsync(cancellationToken).ConfigureAwait(false);
-                return true;
+                return (true, newest);
             }
             catch (Exception e) when (e is Grpc.Core.RpcException or InvalidDataException or IOException && !cancellationToken.IsCancellationRequested)
             {
                 Log.SyncFailed(_logger, source.PeerId, e.Message);
             }
         }
-        throw new Swarm.SwarmUnavailableException($"this peer is behind (round {_peer.Round}, the run is at {newest}) and no peer of round {newest} gave a valid state");
+        return (null, newest);
+    }
+
+    /// <summary>
+    /// Ends a run of <paramref name="rounds"/> rounds so its peers finish with the same parameters: waits (up
+    /// to <paramref name="wait"/>) for the live peers still in the last round, takes over the state the
+    /// winning group holds when the last round split the peers (as <see cref="SyncAsync"/> decides), and keeps
+    /// offering its own state until the others hold it too. Peers two or more rounds behind are not waited for.
+    /// </summary>
+    /// <returns>True when every live peer of the last round ended with this peer's parameters.</returns>
+    public async Task<bool> FinishAsync(long rounds, TimeSpan wait, CancellationToken cancellationToken, TimeSpan? poll = null)
+    {
+        var started = _time.GetTimestamp();
+        var me = _node.PeerId.ToString();
+        while (true)
+        {
+            var others = (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
+                .Where(p => p.PeerId != me && p.Rounds >= rounds - 1 && p.ParameterHash.Length == 64).ToList();
+            var finishing = others.Count(p => p.Rounds < rounds);
+            if (finishing == 0)
+            {
+                if (others.All(p => p.ParameterHash == _peer.ParameterHash))
+                {
+                    Log.Finished(_logger, others.Count + 1, _peer.ParameterHash[..12]);
+                    return true;
+                }
+                try
+                {
+                    await SyncAsync(cancellationToken).ConfigureAwait(false); // takes the winners' state, or nothing if this peer is one
+                }
+                catch (Swarm.SwarmUnavailableException e)
+                {
+                    Log.SyncFailed(_logger, "the last round's peers", e.Message); // they may have left; wait out the rest
+                }
+            }
+            if (_time.GetElapsedTime(started) >= wait)
+            {
+                Log.FinishedApart(_logger, finishing, others.Count(p => p.Rounds >= rounds && p.ParameterHash != _peer.ParameterHash), wait.TotalSeconds);
+                return false;
+            }
+            await Task.Delay(poll ?? TimeSpan.FromMilliseconds(200), _time, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Runs one round: inner steps, matchmaking, all-reduce, outer step, progress.</summary>
@@ -183,6 +252,12 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Caught up: took over round {Round} state from {Peer} (parameters {Hash})")]
     internal static partial void Synced(ILogger logger, long round, string peer, string hash);
+
+    [LoggerMessage(EventId = 503, Level = LogLevel.Information, Message = "Run finished: {Peers} peer(s) hold parameters {Hash}")]
+    internal static partial void Finished(ILogger logger, int peers, string hash);
+
+    [LoggerMessage(EventId = 504, Level = LogLevel.Warning, Message = "Run finished apart after {Seconds} s: {Finishing} peer(s) still in the last round, {Differing} with other parameters")]
+    internal static partial void FinishedApart(ILogger logger, int finishing, int differing, double seconds);
 
     [LoggerMessage(EventId = 502, Level = LogLevel.Warning, Message = "State download from {Peer} failed: {Reason}")]
     internal static partial void SyncFailed(ILogger logger, string peer, string reason);

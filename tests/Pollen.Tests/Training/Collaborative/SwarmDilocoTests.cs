@@ -93,6 +93,50 @@ public sealed class SwarmDilocoJoinTests
     }
 
     [Fact]
+    public async Task ALatePeerRetriesWhenThePeersMovedOnBeforeTheirProgressSaidSo()
+    {
+        await using var run = await DilocoSwarm.StartAsync(2, rounds: 4);
+        await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+        var failed = new DownloadFailures();
+        var late = await run.AddPeerAsync(4, modelSeed: 99, logger: failed);
+
+        // both peers take their next outer step but have not published it yet: their state no longer has the
+        // hash their progress names, so the first download attempt is refused
+        foreach (var peer in run.Take(2))
+        {
+            using var zero = TorchSharp.torch.zeros(peer.Peer.Length);
+            peer.Peer.ApplyOuter(zero); // momentum alone moves the parameters
+        }
+        var syncing = late.SyncAsync(Ct);
+        await failed.Count(2).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+        Assert.False(syncing.IsCompleted);
+        await Task.WhenAll(run.Take(2).Select(p => p.PublishProgressAsync(Ct)));
+
+        Assert.True(await syncing);
+        Assert.Equal(run[0].Peer.ParameterHash, late.Peer.ParameterHash);
+        Assert.Equal(2, late.Peer.Round);
+    }
+
+    [Fact]
+    public async Task PeersWhoseLastRoundSplitWaitForEachOtherAndFinishWithTheSameParameters()
+    {
+        await using var run = await DilocoSwarm.StartAsync(2, rounds: 2, window: TimeSpan.FromSeconds(1), partTimeout: TimeSpan.FromSeconds(2));
+        await Task.WhenAll(run.Select(p => p.RunRoundAsync(Ct)));
+
+        // the last round: peer 0 averages alone (peer 1 is late) and waits for peer 1 to finish
+        var first = await run[0].RunRoundAsync(Ct);
+        var finishing = run[0].FinishAsync(2, TimeSpan.FromMinutes(2), Ct);
+        Assert.False(finishing.IsCompleted); // peer 1 is still in the last round
+        var second = await run[1].RunRoundAsync(Ct);
+        Assert.NotEqual(first.ParameterHash, second.ParameterHash);
+
+        var finished = await Task.WhenAll(finishing, run[1].FinishAsync(2, TimeSpan.FromMinutes(2), Ct));
+        Assert.All(finished, Assert.True);
+        Assert.Equal(new[] { first.ParameterHash, second.ParameterHash }.Min(StringComparer.Ordinal), run[0].Peer.ParameterHash);
+        Assert.Equal(run[0].Peer.ParameterHash, run[1].Peer.ParameterHash);
+    }
+
+    [Fact]
     public async Task TwoPeersThatSplitAtTheSameRoundConvergeOnOneOfTheirStates()
     {
         // two peers at round 0 with different parameters (as after a round each averaged alone): neither
@@ -107,6 +151,49 @@ public sealed class SwarmDilocoJoinTests
         Assert.Equal(run[0].Peer.ParameterHash, other.Peer.ParameterHash);
         Assert.False(await run[0].SyncAsync(Ct)); // in step now: nothing more to do
         Assert.False(await other.SyncAsync(Ct));
+    }
+}
+
+/// <summary>A logger that counts failed state downloads (event 502) and lets a test wait for them.</summary>
+internal sealed class DownloadFailures : Microsoft.Extensions.Logging.ILogger
+{
+    private readonly List<(int Count, TaskCompletionSource Reached)> _waiters = [];
+    private int _count;
+
+    /// <summary>Completes once <paramref name="count"/> downloads have failed.</summary>
+    public Task Count(int count)
+    {
+        lock (_waiters)
+        {
+            if (_count >= count)
+            {
+                return Task.CompletedTask;
+            }
+            var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((count, reached));
+            return reached.Task;
+        }
+    }
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+        Func<TState, Exception?, string> formatter)
+    {
+        if (eventId.Id != 502)
+        {
+            return;
+        }
+        lock (_waiters)
+        {
+            _count++;
+            foreach (var waiter in _waiters.Where(w => w.Count <= _count))
+            {
+                waiter.Reached.TrySetResult();
+            }
+        }
     }
 }
 
@@ -179,7 +266,7 @@ internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
     private DilocoOptions _diloco = null!;
 
     /// <summary>Starts one more peer (shard k of <paramref name="shards"/>) and publishes its progress.</summary>
-    public async Task<SwarmDiloco> AddPeerAsync(int shards, int modelSeed = 11)
+    public async Task<SwarmDiloco> AddPeerAsync(int shards, int modelSeed = 11, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         var k = _peers.Count;
         var identity = NodeIdentity.CreateEphemeral();
@@ -192,7 +279,7 @@ internal sealed class DilocoSwarm : IAsyncDisposable, IEnumerable<SwarmDiloco>
         var node = await SwarmNode.StartAsync(swarmOptions, identity, services: AveragingServing.Services(hub), cancellationToken: TestContext.Current.CancellationToken);
         var model = new Transformer(TrainingTestData.Tiny, seed: modelSeed);
         var peer = new DilocoPeer(model, Data.Value.Shard(k % shards, shards), _inner, _diloco);
-        var diloco = new SwarmDiloco(peer, node, identity, hub, _options);
+        var diloco = new SwarmDiloco(peer, node, identity, hub, _options, logger: logger);
         _peers.Add((diloco, node, identity, hub, model));
         await diloco.PublishProgressAsync(TestContext.Current.CancellationToken);
         return diloco;
