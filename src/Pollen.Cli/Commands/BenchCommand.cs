@@ -87,19 +87,20 @@ internal static class BenchCommand
     private static Command TrainSwarm()
     {
         var peers = new Option<int>("--peers") { Description = "Peers k.", DefaultValueFactory = _ => 4 };
-        var rounds = new Option<int>("--rounds") { Description = "DiLoCo rounds R (the baseline takes R·H steps at batch k·B).", DefaultValueFactory = _ => 10 };
+        var rounds = new Option<int>("--rounds") { Description = "DiLoCo rounds R (the baseline takes R·H steps at batch k·B).", DefaultValueFactory = _ => TrainSwarmBench.DefaultRounds };
         var innerSteps = new Option<int>("--inner-steps") { Description = "Local steps per round H.", DefaultValueFactory = _ => 50 };
         var batch = new Option<int>("--batch-size") { Description = "Per-peer batch B.", DefaultValueFactory = _ => 16 };
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
-        var outerLr = new Option<double>("--outer-lr") { Description = "Outer Nesterov learning rate η.", DefaultValueFactory = _ => 0.7 };
-        var outerMomentum = new Option<double>("--outer-momentum") { Description = "Outer Nesterov momentum μ.", DefaultValueFactory = _ => 0.9 };
+        var outerLr = new Option<double>("--outer-lr") { Description = "Outer Nesterov learning rate η (pollen train's default is the paper's 0.7).", DefaultValueFactory = _ => TrainSwarmBench.DefaultOuterLearningRate };
+        var outerMomentum = new Option<double>("--outer-momentum") { Description = "Outer Nesterov momentum μ (pollen train's default is the paper's 0.9).", DefaultValueFactory = _ => TrainSwarmBench.DefaultOuterMomentum };
+        var parallel = new Option<bool>("--parallel") { Description = "Make the runs at the same time, each on a thread of its own (in-process form; same results, less wall time with --threads 1 on several cores)." };
         var network = new Option<bool>("--network") { Description = "Run DiLoCo through real swarm peers on 127.0.0.1 (DHT matchmaking, all-reduce over gRPC) and count the bytes sent." };
         var innerLr = new Option<double?>("--inner-lr") { Description = "Peak learning rate of the DiLoCo peers' inner AdamW (default: the baseline's, 3e-3)." };
         var runs = new Option<string[]>("--run") { Description = "Runs to make (repeatable: baseline, f32, int8; default all three). Ratios need the baseline.", AllowMultipleArgumentsPerToken = true };
         var command = new Command("train-swarm", "Synchronous data-parallel baseline vs DiLoCo (f32 and int8 parts) at equal tokens, peers in one process: validation loss and bytes per peer.")
         {
-            peers, rounds, innerSteps, batch, threads, json, network, outerLr, outerMomentum, innerLr, runs,
+            peers, rounds, innerSteps, batch, threads, json, network, outerLr, outerMomentum, innerLr, runs, parallel,
         };
         command.SetAction((r, ct) => CommonOptions.RunAsync(() =>
         {
@@ -119,7 +120,7 @@ internal static class BenchCommand
             }
             Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
             var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch), Network: r.GetValue(network),
-                OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum), InnerLearningRate: r.GetValue(innerLr), Runs: selected);
+                OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum), InnerLearningRate: r.GetValue(innerLr), Runs: selected, Parallel: r.GetValue(parallel));
             CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, ct));
             return Task.FromResult(0);
         }));
