@@ -55,7 +55,11 @@ public static class TrainSwarmBench
     }
 
     /// <summary>Runs the baseline and DiLoCo with f32 and int8 parts; returns the scenario's JSON.</summary>
-    public static JsonObject Run(Settings s, Action<string>? log = null, CancellationToken cancellationToken = default)
+    /// <param name="s">What to run.</param>
+    /// <param name="log">Where each run's result line goes (null: nowhere).</param>
+    /// <param name="progress">Where a line goes every tenth of each run (null: nowhere).</param>
+    /// <param name="cancellationToken">Stops the runs.</param>
+    public static JsonObject Run(Settings s, Action<string>? log = null, Action<string>? progress = null, CancellationToken cancellationToken = default)
     {
         var config = ModelPresets.Get("dev");
         var data = TokenDataset.FromDocuments(SyntheticCorpus.Stories(1234, 4L * 1024 * 1024), ByteTokenizer.Instance, s.SeqLen, seed: 0);
@@ -74,7 +78,12 @@ public static class TrainSwarmBench
             {
                 using var model = new Transformer(config, seed: 0);
                 using var trainer = new Trainer(model, data, inner with { BatchSize = s.BatchSize * s.Peers }, outDir: null);
-                trainer.RunUntil(totalSteps, cancellationToken);
+                var started = Stopwatch.StartNew();
+                for (var round = 1; round <= s.Rounds; round++)
+                {
+                    trainer.RunUntil((long)round * s.InnerSteps, cancellationToken); // the steps of one DiLoCo round at a time, for progress
+                    Report(progress, "baseline", round, s.Rounds, started);
+                }
                 return (trainer.Evaluate(), baselineBytes);
             }
             ));
@@ -86,7 +95,7 @@ public static class TrainSwarmBench
             {
                 runs.Add((name, () => s.Network
                     ? DilocoNetworkAsync(config, data, peerInner, s, compression, cancellationToken).GetAwaiter().GetResult()
-                    : Diloco(config, data, peerInner, s, compression, cancellationToken)));
+                    : Diloco(config, data, peerInner, s, compression, progress, cancellationToken)));
             }
         }
         (double Loss, long Bytes) Measure(string name, Func<(double Loss, long Bytes)> work)
@@ -202,11 +211,22 @@ public static class TrainSwarmBench
         }
     }
 
-    private static (double Loss, long BytesPerPeer) Diloco(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s, DeltaCompression compression, CancellationToken cancellationToken)
+    /// <summary>Writes "NAME: round R/N, S s" to <paramref name="progress"/> every tenth of the run.</summary>
+    private static void Report(Action<string>? progress, string name, int round, int rounds, Stopwatch clock)
+    {
+        if (progress is not null && (round == rounds || round % Math.Max(1, rounds / 10) == 0))
+        {
+            progress($"{name}: round {round}/{rounds}, {clock.Elapsed.TotalSeconds:F0} s");
+        }
+    }
+
+    private static (double Loss, long BytesPerPeer) Diloco(ModelConfig config, TokenDataset data, TrainerOptions inner, Settings s, DeltaCompression compression,
+        Action<string>? progress, CancellationToken cancellationToken)
     {
         var options = new DilocoOptions { InnerSteps = s.InnerSteps, Compression = compression, OuterLearningRate = s.OuterLearningRate, OuterMomentum = s.OuterMomentum };
         var models = Enumerable.Range(0, s.Peers).Select(_ => new Transformer(config, seed: 0)).ToArray();
         var peers = models.Select((m, k) => new DilocoPeer(m, data.Shard(k, s.Peers), inner, options)).ToArray();
+        var started = Stopwatch.StartNew();
         try
         {
             for (var round = 0; round < s.Rounds; round++)
@@ -218,6 +238,7 @@ public static class TrainSwarmBench
                 {
                     peer.ApplyOuter(combined);
                 }
+                Report(progress, compression.ToString().ToLowerInvariant(), round + 1, s.Rounds, started);
             }
             var bytes = (long)(2.0 * (s.Peers - 1) / s.Peers * DeltaCodec.EncodedSize(peers[0].Length, compression) * s.Rounds);
             return (peers[0].Evaluate(), bytes);

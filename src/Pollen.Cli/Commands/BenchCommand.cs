@@ -121,7 +121,8 @@ internal static class BenchCommand
             Action<string>? log = r.GetValue(json) ? null : Console.Error.WriteLine;
             var settings = new TrainSwarmBench.Settings(r.GetValue(peers), r.GetValue(rounds), r.GetValue(innerSteps), r.GetValue(batch), Network: r.GetValue(network),
                 OuterLearningRate: r.GetValue(outerLr), OuterMomentum: r.GetValue(outerMomentum), InnerLearningRate: r.GetValue(innerLr), Runs: selected, Parallel: r.GetValue(parallel));
-            CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, ct));
+            // progress goes to stderr even with --json (stdout then carries only the result): a full run takes hours
+            CommonOptions.PrintJson(TrainSwarmBench.Run(settings, log, Console.Error.WriteLine, ct));
             return Task.FromResult(0);
         }));
         return command;
