@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -79,9 +78,8 @@ internal static class SwarmTrainJob
                     log.WriteLine($"caught up with the run at round {peer.Round}");
                     continue;
                 }
-                var roundStarted = Stopwatch.GetTimestamp();
                 var report = await swarm.RunRoundAsync(ct, evaluate: true).ConfigureAwait(false);
-                lastRound = Stopwatch.GetElapsedTime(roundStarted);
+                lastRound = report.InnerTime + report.AveragingTime;
                 loss = report.Loss;
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"round {report.Round + 1}/{w.Rounds}  peers {report.GroupSize}  val {loss:F3}  sent {report.BytesSent:N0} B  inner {report.InnerTime.TotalSeconds:F1} s  averaging {report.AveragingTime.TotalSeconds:F1} s  params {report.ParameterHash[..12]}"));

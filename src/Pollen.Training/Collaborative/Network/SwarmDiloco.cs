@@ -111,7 +111,7 @@ public sealed class SwarmDiloco : IDisposable
     {
         for (var attempt = 1; ; attempt++)
         {
-            var (done, newest) = await TrySyncAsync(cancellationToken).ConfigureAwait(false);
+            var (done, newest) = await TrySyncAsync(await ReadOthersAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
             if (done is { } result)
             {
                 return result;
@@ -128,12 +128,17 @@ public sealed class SwarmDiloco : IDisposable
     /// <summary>How many times <see cref="SyncAsync"/> reads the progress and tries its peers before it gives up.</summary>
     public const int SyncAttempts = 4;
 
-    /// <summary>One pass of <see cref="SyncAsync"/>: true synced, false nothing to do, null every source failed.</summary>
-    private async Task<(bool? Done, long Newest)> TrySyncAsync(CancellationToken cancellationToken)
+    /// <summary>The other peers' progress entries that name parameters.</summary>
+    private async Task<List<ProgressEntry>> ReadOthersAsync(CancellationToken cancellationToken)
     {
         var me = _node.PeerId.ToString();
-        var others = (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
-            .Where(p => p.PeerId != me && p.ParameterHash.Length == 64).ToList();
+        return [.. (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
+            .Where(p => p.PeerId != me && p.ParameterHash.Length == 64)];
+    }
+
+    /// <summary>One pass of <see cref="SyncAsync"/> on progress just read: true synced, false nothing to do, null every source failed.</summary>
+    private async Task<(bool? Done, long Newest)> TrySyncAsync(List<ProgressEntry> others, CancellationToken cancellationToken)
+    {
         if (others.Count == 0)
         {
             return (false, _peer.Round);
@@ -179,11 +184,10 @@ public sealed class SwarmDiloco : IDisposable
     public async Task<bool> FinishAsync(long rounds, TimeSpan wait, CancellationToken cancellationToken, TimeSpan? poll = null)
     {
         var started = _time.GetTimestamp();
-        var me = _node.PeerId.ToString();
         while (true)
         {
-            var others = (await Matchmaker.ReadProgressAsync(_node.Dht, _options.RunId, cancellationToken).ConfigureAwait(false))
-                .Where(p => p.PeerId != me && p.Rounds >= rounds - 1 && p.ParameterHash.Length == 64).ToList();
+            var all = await ReadOthersAsync(cancellationToken).ConfigureAwait(false);
+            var others = all.Where(p => p.Rounds >= rounds - 1).ToList();
             var finishing = others.Count(p => p.Rounds < rounds);
             if (finishing == 0)
             {
@@ -192,14 +196,8 @@ public sealed class SwarmDiloco : IDisposable
                     Log.Finished(_logger, others.Count + 1, _peer.ParameterHash[..12]);
                     return true;
                 }
-                try
-                {
-                    await SyncAsync(cancellationToken).ConfigureAwait(false); // takes the winners' state, or nothing if this peer is one
-                }
-                catch (Swarm.SwarmUnavailableException e)
-                {
-                    Log.SyncFailed(_logger, "the last round's peers", e.Message); // they may have left; wait out the rest
-                }
+                // takes the winners' state, or nothing if this peer is one; a failed download is retried at the next poll
+                await TrySyncAsync(all, cancellationToken).ConfigureAwait(false);
             }
             if (_time.GetElapsedTime(started) >= wait)
             {
