@@ -78,6 +78,12 @@ internal sealed class BenchSwarm : IAsyncDisposable
     /// <summary>Batched forwards (more than one session at once) over all servers started.</summary>
     public long BatchedSteps => _hosts.Sum(h => h?.Server.BatchedSteps ?? 0);
 
+    /// <summary>Steps the servers pushed on to the next server of a route.</summary>
+    public long StepsPushed => _hosts.Sum(h => h?.Server.StepsPushed ?? 0);
+
+    /// <summary>Messages those pushes took (a batched forward's outputs for one next server share one).</summary>
+    public long PushMessages => _hosts.Sum(h => h?.Server.PushMessages ?? 0);
+
     /// <summary>Times the servers moved the caches of sessions stepping together into one buffer.</summary>
     public long SharedCaches => _hosts.Sum(h => h?.Server.SharedCaches ?? 0);
 

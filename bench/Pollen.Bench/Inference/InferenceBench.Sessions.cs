@@ -28,6 +28,7 @@ public static partial class InferenceBench
         var rates = counts.ToDictionary(n => n, _ => new List<double>());
         var batchedBefore = swarm.BatchedSteps;
         var sharedBefore = swarm.SharedCaches;
+        var (pushedBefore, messagesBefore) = (swarm.StepsPushed, swarm.PushMessages);
         int sessions = 0, matching = 0;
         for (var r = 0; r < s.Repeats; r++)
         {
@@ -70,6 +71,8 @@ public static partial class InferenceBench
         }
         result["batched_forwards"] = swarm.BatchedSteps - batchedBefore;
         result["caches_shared"] = swarm.SharedCaches - sharedBefore;
+        result["steps_pushed"] = swarm.StepsPushed - pushedBefore;
+        result["push_messages"] = swarm.PushMessages - messagesBefore;
         result["sessions_matching_local"] = matching;
         result["sessions_run"] = sessions;
         result["load_avg_1m"] = load;

@@ -41,7 +41,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         {
             throw new InvalidOperationException($"the session holds {Length} tokens and {tokens} more would exceed its maximum length of {maxLength}");
         }
-        var (hidden, positions) = Embed(ids);
+        var (hidden, positions) = await TensorThread.InvokeAsync(() => EmbedHere(ids)).ConfigureAwait(false);
         if (_hops.Count == 0)
         {
             _batch = batch;
@@ -77,7 +77,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
             }
         }
         Length += tokens;
-        return Head(hidden);
+        return await HeadAsync(hidden).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -223,8 +223,6 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
     private static bool IsHopFailure(Exception e, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && e is RpcException or IOException or HttpRequestException or ObjectDisposedException;
 
-    private (WireTensor Hidden, WireTensor Positions) Embed(Tensor ids) => TensorThread.Invoke(() => EmbedHere(ids));
-
     private (WireTensor Hidden, WireTensor Positions) EmbedHere(Tensor ids)
     {
         using var scope = NewDisposeScope();
@@ -234,14 +232,14 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         return (TensorWire.Encode(hidden, model.Options.WireDtype), TensorWire.Encode(positions));
     }
 
-    private Tensor Head(WireTensor hidden)
+    private async Task<Tensor> HeadAsync(WireTensor hidden)
     {
-        using var logits = TensorThread.Invoke(() =>
+        using var logits = await TensorThread.InvokeAsync(() =>
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).DetachFromDisposeScope(); // (B, V)
-        });
+        }).ConfigureAwait(false);
         return logits.clone(); // in the caller's dispose scope, as a forward's result is
     }
 

@@ -235,11 +235,11 @@ public sealed partial class BlockServer : IDisposable
     }
 
     /// <summary>
-    /// Runs one step of a session on the tensor thread: handed there by the caller when the server is idle
-    /// and no other session could join it in a batch (the returned task is then complete), else through
-    /// the server's queue.
+    /// Runs one step of a session on the tensor thread: handed there directly when the server is idle and
+    /// no other session could join it in a batch, else through the server's queue. The returned work
+    /// completes when the step has run.
     /// </summary>
-    internal Task<WireTensor> StepAsync(BlockSession session, InferenceStep step)
+    internal StepWork StepAsync(BlockSession session, InferenceStep step)
     {
         var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
         CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
@@ -270,16 +270,21 @@ public sealed partial class BlockServer : IDisposable
         }
         if (inline)
         {
-            try
+            // handed over without waiting: a request thread blocked here is a thread the pool does not have
+            _ = TensorThread.InvokeAsync(() =>
             {
-                TensorThread.Invoke(work.Execute);
-            }
-            finally
-            {
-                _queue.ExitInline();
-            }
+                try
+                {
+                    work.Execute();
+                }
+                finally
+                {
+                    _queue.ExitInline();
+                }
+                return true;
+            });
         }
-        return work.Completion.Task;
+        return work;
     }
 
     /// <summary>Closes a session and frees its reservation; the cache is freed on the compute thread.</summary>
@@ -294,7 +299,6 @@ public sealed partial class BlockServer : IDisposable
             session.Closed = true;
             _sessions.Remove(session.Id);
             _reserved -= session.ReservedTokens;
-            session.Downstream?.Close();
             _ = _queue.RunAsync(() =>
             {
                 session.Cache.Dispose();
@@ -390,9 +394,16 @@ public sealed partial class BlockServer : IDisposable
             var output = hidden.to_type(input.dtype).contiguous();
             var outputBytes = output.bytes;
             long[] shape = [1, 1, Config.HiddenSize];
+            var outputs = new WireTensor[good.Count];
             for (var r = 0; r < good.Count; r++)
             {
-                good[r].Completion.SetResult(TensorCodec.Encode(outputBytes.Slice(r * rowBytes, rowBytes), shape, wireDtype));
+                outputs[r] = TensorCodec.Encode(outputBytes.Slice(r * rowBytes, rowBytes), shape, wireDtype);
+            }
+            // on their way to the next servers before the steps' own continuations even start
+            PushBatch(good, outputs);
+            for (var r = 0; r < good.Count; r++)
+            {
+                good[r].Completion.SetResult(outputs[r]);
             }
         }
         catch (Exception e)
@@ -481,7 +492,7 @@ public sealed partial class BlockServer : IDisposable
             CloseSession(session);
         }
         _queue.Dispose();
-        DisposePushChannels();
+        DisposePushStreams();
         foreach (var block in _blocks)
         {
             block.Dispose();

@@ -87,9 +87,6 @@ internal sealed class BlockSession
     /// <summary>Writes a reply on the session's stream; set by the stream handler once the session is open.</summary>
     internal Func<Protos.InferenceReply, CancellationToken, Task>? Reply { get; set; }
 
-    /// <summary>The push stream to the next server's session, opened by the first step that names it; under <see cref="StepGate"/>.</summary>
-    internal PushLink? Downstream { get; set; }
-
     /// <summary>Why the session was ended from outside its stream (a bad push), or null.</summary>
     internal Grpc.Core.RpcException? Failure { get; private set; }
 

@@ -15,6 +15,9 @@ namespace Pollen.Inference.Server;
 internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksService> logger) : Blocks.BlocksBase
 {
     // one instance per call: a call keeps the server it started with even if the slot changes
+    /// <summary>Pushed steps of one stream running at once before the stream waits for some to finish.</summary>
+    private const int MaxPushesInFlight = 4 * BlockServer.MaxPushBatch;
+
     private readonly BlockServer _server = slot.Server ?? throw new RpcException(new Status(StatusCode.Unavailable, "this server is not serving blocks (loading or stopping)"));
 
     public override Task<InfoReply> Info(InfoRequest request, ServerCallContext context) => Task.FromResult(_server.Info());
@@ -90,23 +93,28 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
         }
     }
 
-    public override async Task<PushReply> Push(IAsyncStreamReader<PushRequest> requestStream, ServerCallContext context)
+    public override async Task<PushReply> Push(IAsyncStreamReader<PushBatch> requestStream, ServerCallContext context)
     {
+        // the steps of a message run at once (the queue batches them); the next message is read meanwhile,
+        // up to a bound, so sessions in other phases of their routes do not wait behind them
+        var running = new List<Task>();
         try
         {
             while (await requestStream.MoveNext(context.CancellationToken).ConfigureAwait(false))
             {
-                var push = requestStream.Current;
-                var session = _server.FindPushTarget(push.SessionId, push.PushToken);
-                try
+                var batch = requestStream.Current;
+                if (batch.Steps.Count is 0 or > BlockServer.MaxPushBatch)
                 {
-                    await _server.RunStepAndReplyAsync(session, push.Step ?? throw BlockServer.Invalid("a push needs a step"), pushed: true, context.CancellationToken).ConfigureAwait(false);
+                    throw BlockServer.Invalid($"a push message carries 1..{BlockServer.MaxPushBatch} steps, got {batch.Steps.Count}");
                 }
-                catch (RpcException e)
+                running.RemoveAll(t => t.IsCompleted);
+                foreach (var push in batch.Steps)
                 {
-                    // the session's client cannot hear about it otherwise: end its stream with the reason
-                    session.Abort(e);
-                    throw;
+                    running.Add(_server.RunPushedAsync(push));
+                }
+                while (running.Count > MaxPushesInFlight)
+                {
+                    running.Remove(await Task.WhenAny(running).ConfigureAwait(false));
                 }
             }
             return new PushReply();
@@ -119,6 +127,10 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
         catch (Exception e) when (e is not OperationCanceledException)
         {
             throw Internal(e);
+        }
+        finally
+        {
+            await Task.WhenAll(running).ConfigureAwait(false);
         }
     }
 

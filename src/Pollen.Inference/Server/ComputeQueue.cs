@@ -31,7 +31,7 @@ namespace Pollen.Inference.Server;
 /// per-thread state stays warm; the rest (stateless forward and backward, cache disposal, new weights)
 /// runs on this queue's thread. When nothing is queued or running, a step that would not wait for others
 /// skips the queue (<see cref="TryEnterInline"/>): the request's thread hands it to the tensor thread
-/// itself, which saves waking the queue's thread and then the request's again on every hop. One lock
+/// itself, without waiting for it, which saves waking the queue's thread on every hop. One semaphore
 /// serializes both paths, so a server's tensor work still never runs twice at once.
 /// </para>
 /// </remarks>
@@ -44,8 +44,11 @@ internal sealed class ComputeQueue : IDisposable
     private readonly Func<StepWork, int> _joinable;
     private readonly Action<IReadOnlyList<StepWork>> _runBatch;
 
-    /// <summary>Held while tensor work runs, by the compute thread or by a caller running a step inline.</summary>
-    private readonly Lock _compute = new();
+    /// <summary>
+    /// Held while tensor work runs, by the compute thread or by a step run inline; a semaphore, not a lock,
+    /// because an inline step is released on the tensor thread, not on the thread that took it.
+    /// </summary>
+    private readonly SemaphoreSlim _compute = new(1, 1);
     private bool _disposed;
 
     /// <summary>Duration of the last one-token forward run by the compute thread; caps the batching window.</summary>
@@ -77,25 +80,26 @@ internal sealed class ComputeQueue : IDisposable
     }
 
     /// <summary>
-    /// Takes the right to run tensor work on the caller's thread, when no work is queued or running;
-    /// the caller then runs it and calls <see cref="ExitInline"/>. Work queued meanwhile waits for it.
+    /// Takes the right to run tensor work outside the queue, when no work is queued or running; the caller
+    /// then hands it to the tensor thread, which calls <see cref="ExitInline"/> once it has run. Work queued
+    /// meanwhile waits for it.
     /// </summary>
     internal bool TryEnterInline()
     {
-        if (_items.Count > 0 || !_compute.TryEnter())
+        if (_items.Count > 0 || !_compute.Wait(0))
         {
             return false;
         }
         if (_disposed || _items.Count > 0)
         {
-            _compute.Exit();
+            _compute.Release();
             return false;
         }
         return true;
     }
 
     /// <summary>Ends tensor work started after <see cref="TryEnterInline"/>.</summary>
-    internal void ExitInline() => _compute.Exit();
+    internal void ExitInline() => _compute.Release();
 
     /// <summary>Queues a step that may be batched with steps of other sessions.</summary>
     internal void Add(WorkItem item)
@@ -126,14 +130,14 @@ internal sealed class ComputeQueue : IDisposable
                 // while this thread has work in hand (collecting a batch included) nothing runs inline
                 if (holding)
                 {
-                    _compute.Exit();
+                    _compute.Release();
                     holding = false;
                 }
                 if (!_items.TryTake(out item!, Timeout.Infinite))
                 {
                     return; // completed and drained
                 }
-                _compute.Enter();
+                _compute.Wait();
                 holding = true;
             }
             if (item is not StepWork { Batchable: true } first)
@@ -190,10 +194,9 @@ internal sealed class ComputeQueue : IDisposable
     {
         _items.CompleteAdding();
         _thread.Join();
-        lock (_compute)
-        {
-            _disposed = true; // after any inline work has finished
-        }
+        _compute.Wait(); // after any inline work has finished
+        _disposed = true;
+        _compute.Release();
         _items.Dispose();
     }
 }
@@ -238,6 +241,12 @@ internal sealed class StepWork(BlockSession session, Pollen.Inference.Protos.Inf
     internal bool Batchable => Session.BatchSize == 1 && Step.Hidden.Shape[1] == 1;
 
     internal TaskCompletionSource<Pollen.Swarm.Protos.Tensor> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// The push of the output to the step's next server when a batched forward already sent it (with the
+    /// batch's other outputs for that server): null when sent, else why not. Set before the step completes.
+    /// </summary>
+    internal Task<string?>? Pushed { get; set; }
 
     internal override void Execute()
     {

@@ -51,6 +51,31 @@ public static class TensorThread
         return item.Result!;
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on the tensor thread; the task completes with its result (or its
+    /// exception), and the caller's continuation runs on the thread pool, not on the tensor thread. For async
+    /// callers: a pool thread blocked in <see cref="Invoke{T}(Func{T})"/> behind other work is a thread the
+    /// pool does not have, and many sessions blocked at once starve the network handling they wait for.
+    /// </summary>
+    public static Task<T> InvokeAsync<T>(Func<T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        if (_onTensorThread)
+        {
+            try
+            {
+                return Task.FromResult(work());
+            }
+            catch (Exception e)
+            {
+                return Task.FromException<T>(e);
+            }
+        }
+        var item = new AsyncItem<T>(work);
+        Queue.Value.Add(item);
+        return item.Completion.Task;
+    }
+
     /// <summary>Runs <paramref name="work"/> on the tensor thread and waits for it.</summary>
     public static void Invoke(Action work)
     {
@@ -80,15 +105,32 @@ public static class TensorThread
 
     private abstract class Item
     {
-        internal ManualResetEventSlim Done { get; } = new();
-
-        internal ExceptionDispatchInfo? Error { get; set; }
-
         internal abstract void Run();
+    }
+
+    private sealed class AsyncItem<T>(Func<T> work) : Item
+    {
+        internal TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        internal override void Run()
+        {
+            try
+            {
+                Completion.SetResult(work());
+            }
+            catch (Exception e)
+            {
+                Completion.SetException(e);
+            }
+        }
     }
 
     private sealed class Item<T>(Func<T> work) : Item
     {
+        internal ManualResetEventSlim Done { get; } = new();
+
+        internal ExceptionDispatchInfo? Error { get; set; }
+
         internal T? Result { get; private set; }
 
         internal override void Run()

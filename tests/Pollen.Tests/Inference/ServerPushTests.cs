@@ -39,6 +39,7 @@ public class ServerPushTests
         var steps = Greedy.MaxNewTokens - 1;
         Assert.All(servers[..3], s => Assert.Equal(steps, s.StepsPushed));
         Assert.All(servers[1..], s => Assert.Equal(steps, s.PushesReceived));
+        Assert.All(servers[..3], s => Assert.Equal(steps, s.PushMessages)); // a lone session's steps are not batched
         Assert.Equal(0, servers[3].StepsPushed);
         Assert.Equal(0, servers[0].PushesReceived);
 
@@ -77,7 +78,7 @@ public class ServerPushTests
     }
 
     [Fact]
-    public async Task PushesWithoutTheTokenOrOutOfOrderAreRefused()
+    public async Task PushesWithoutTheTokenOrOutOfOrderAreRefusedWithoutEndingTheStream()
     {
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
         var server = swarm.Hosts[0]!.Server;
@@ -89,9 +90,12 @@ public class ServerPushTests
         var opened = session.ResponseStream.Current.Opened;
         Assert.Equal(16, opened.PushToken.Length);
 
+        // one push stream, as a previous server keeps it: refused steps are dropped and the stream goes on
+        using var push = client.Push(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
         var wrongToken = ByteString.CopyFrom(new byte[16]);
-        Assert.Equal(StatusCode.NotFound, await PushStatusAsync(client, opened.SessionId, wrongToken, Step(1)));
-        Assert.Equal(StatusCode.NotFound, await PushStatusAsync(client, "999", opened.PushToken, Step(1)));
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = wrongToken, Step = Step(1) }), Ct);
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = "999", PushToken = opened.PushToken, Step = Step(1) }), Ct);
+        await BlockServerValidationTests.WaitUntilAsync(() => server.PushesRefused == 2);
         Assert.Equal(0, server.PushesReceived);
 
         // the session is unharmed: a step from its client runs
@@ -99,22 +103,93 @@ public class ServerPushTests
         Assert.True(await session.ResponseStream.MoveNext(Ct));
         Assert.Equal(1UL, session.ResponseStream.Current.Step.StepId);
 
-        // a pushed step in order runs and is answered on the session's own stream
-        using (var push = client.Push(cancellationToken: Ct))
-        {
-            await push.RequestStream.WriteAsync(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(2, position: 1) }, Ct);
-            Assert.True(await session.ResponseStream.MoveNext(Ct));
-            Assert.Equal(2UL, session.ResponseStream.Current.Step.StepId);
-            await push.RequestStream.CompleteAsync();
-            await push;
-        }
+        // a pushed step in order, on the same stream, runs and is answered on the session's own stream
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(2, position: 1) }), Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        Assert.Equal(2UL, session.ResponseStream.Current.Step.StepId);
         Assert.Equal(1, server.PushesReceived);
 
-        // out of order: refused, and the session's stream ends saying why
-        Assert.Equal(StatusCode.FailedPrecondition, await PushStatusAsync(client, opened.SessionId, opened.PushToken, Step(7, position: 2)));
+        // out of order: refused, and the session's stream ends saying why; the push stream is still fine
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(7, position: 2) }), Ct);
         var e = await Assert.ThrowsAsync<RpcException>(() => session.ResponseStream.MoveNext(Ct));
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Equal(3, server.PushesRefused);
+        await push.RequestStream.CompleteAsync();
+        await push;
         await BlockServerValidationTests.WaitUntilAsync(() => server.SessionCount == 0);
+
+        // a message with no steps, or too many, is malformed: that ends the stream
+        foreach (var count in new[] { 0, 65 })
+        {
+            using var bad = client.Push(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+            var message = new PushBatch();
+            message.Steps.Add(Enumerable.Range(0, count).Select(_ => new PushRequest { SessionId = "1", PushToken = wrongToken, Step = Step(1) }));
+            var refused = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                await bad.RequestStream.WriteAsync(message, Ct);
+                await bad.RequestStream.CompleteAsync();
+                await bad;
+            });
+            Assert.Equal(StatusCode.InvalidArgument, refused.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task TheOutputsOfABatchedForwardTravelToTheNextServerInOneMessage()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (2, 4)]);
+        var (first, second) = (swarm.Hosts[0]!.Server, swarm.Hosts[1]!.Server);
+        using var channel0 = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
+        using var channel1 = GrpcChannel.ForAddress("http://" + swarm.Spans[1].Address);
+        manual_seed(3);
+        const int Sessions = 3;
+        var prompts = Enumerable.Range(0, Sessions).Select(_ => randn(1, 4, Config.HiddenSize)).ToArray();
+        var nexts = Enumerable.Range(0, Sessions).Select(_ => randn(1, 1, Config.HiddenSize)).ToArray();
+        var spans = new List<(RemoteSpan Head, RemoteSpan Tail)>();
+        for (var s = 0; s < Sessions; s++)
+        {
+            var head = await RemoteSpan.OpenAsync(channel0, swarm.Spans[0], 0, 2, 16, 1, new SwarmModelOptions(), Ct);
+            var tail = await RemoteSpan.OpenAsync(channel1, swarm.Spans[1], 2, 4, 16, 1, new SwarmModelOptions(), Ct);
+            var middle = await head.StepAsync(TensorWire.Encode(prompts[s]), TensorWire.Encode(Transformer.DefaultPositions(1, 4).contiguous()), Ct);
+            await tail.StepAsync(middle, TensorWire.Encode(Transformer.DefaultPositions(1, 4).contiguous()), Ct);
+            spans.Add((head, tail));
+        }
+
+        // hold the first server's compute thread until all three one-token steps are queued: one forward
+        using var gate = new ManualResetEventSlim();
+        var held = first.RunOnComputeThreadAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
+        var positions = TensorWire.Encode(Transformer.DefaultPositions(1, 1, 4).contiguous());
+        for (var s = 0; s < Sessions; s++)
+        {
+            await spans[s].Head.SendStepAsync(TensorWire.Encode(nexts[s]), positions, [spans[s].Tail.AsPushTarget()], Ct);
+        }
+        await BlockServerValidationTests.WaitUntilAsync(() => first.PendingWork == Sessions);
+        gate.Set();
+        Assert.True(await held);
+
+        for (var s = 0; s < Sessions; s++)
+        {
+            var (middle, pushError) = await spans[s].Head.ReadStepAsync(TensorWire.Encode(nexts[s]), Ct);
+            Assert.Null(pushError);
+            var (output, _) = await spans[s].Tail.ReadStepAsync(middle, Ct);
+            // the same as running all four blocks locally
+            using var cache = new Pollen.Model.Layers.KvCache(16);
+            using (no_grad())
+            {
+                swarm.Local.RunBlocks(prompts[s], Transformer.DefaultPositions(1, 4), cache).Dispose();
+                using var expected = swarm.Local.RunBlocks(nexts[s], Transformer.DefaultPositions(1, 1, 4), cache);
+                RemoteBlockParityTests.AssertClose(expected, output, $"session {s}");
+            }
+        }
+        Assert.Equal(1, first.BatchedSteps);
+        Assert.Equal(Sessions, first.StepsPushed);
+        Assert.Equal(1, first.PushMessages);
+        Assert.Equal(Sessions, second.PushesReceived);
+        foreach (var (head, tail) in spans)
+        {
+            await head.DisposeAsync();
+            await tail.DisposeAsync();
+        }
     }
 
     [Fact]
@@ -170,17 +245,7 @@ public class ServerPushTests
         StepId = id,
     };
 
-    private static async Task<StatusCode> PushStatusAsync(Blocks.BlocksClient client, string sessionId, ByteString token, InferenceStep step)
-    {
-        using var push = client.Push(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
-        var e = await Assert.ThrowsAsync<RpcException>(async () =>
-        {
-            await push.RequestStream.WriteAsync(new PushRequest { SessionId = sessionId, PushToken = token, Step = step }, Ct);
-            await push.RequestStream.CompleteAsync();
-            await push;
-        });
-        return e.StatusCode;
-    }
+    private static PushBatch Batch(PushRequest push) => new() { Steps = { push } };
 
     /// <summary>A server list that grows while a client uses it: a server joining the swarm.</summary>
     private sealed class GrowingDirectory(IEnumerable<ServerSpan> initial) : Pollen.Inference.Routing.IServerDirectory

@@ -36,4 +36,27 @@ public class TensorThreadTests
         var (outer, inner) = TensorThread.Invoke(() => (Environment.CurrentManagedThreadId, TensorThread.Invoke(() => Environment.CurrentManagedThreadId)));
         Assert.Equal(outer, inner);
     }
+
+    [Fact]
+    public async Task AsyncCallersDoNotHoldAThreadWhileTheirWorkWaitsItsTurn()
+    {
+        var onTensorThread = await TensorThread.InvokeAsync(() => TensorThread.IsCurrent);
+        Assert.True(onTensorThread);
+        var tensorThread = await TensorThread.InvokeAsync(() => Environment.CurrentManagedThreadId);
+
+        // the tensor thread is held: 64 callers queue behind it, and none of them holds a thread meanwhile
+        using var gate = new ManualResetEventSlim();
+        var held = TensorThread.InvokeAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
+        var waiting = Enumerable.Range(0, 64).Select(i => TensorThread.InvokeAsync(() => (Thread: Environment.CurrentManagedThreadId, Value: i))).ToArray();
+        Assert.All(waiting, t => Assert.False(t.IsCompleted)); // handed over and returned: no caller waits in a thread
+        gate.Set();
+        Assert.True(await held);
+        var results = await Task.WhenAll(waiting);
+        Assert.All(results, r => Assert.Equal(tensorThread, r.Thread));
+        Assert.Equal(Enumerable.Range(0, 64), results.Select(r => r.Value)); // in order of arrival
+
+        var error = await Assert.ThrowsAsync<InvalidDataException>(() => TensorThread.InvokeAsync<int>(() => throw new InvalidDataException("bad weights")));
+        Assert.Equal("bad weights", error.Message);
+        Assert.Equal(7, await TensorThread.InvokeAsync(() => 7));
+    }
 }
