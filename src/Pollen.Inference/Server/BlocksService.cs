@@ -14,10 +14,10 @@ namespace Pollen.Inference.Server;
 /// </summary>
 internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksService> logger) : Blocks.BlocksBase
 {
-    // one instance per call: a call keeps the server it started with even if the slot changes
     /// <summary>Pushed steps of one stream running at once before the stream waits for some to finish.</summary>
     private const int MaxPushesInFlight = 4 * BlockServer.MaxPushBatch;
 
+    // one instance per call: a call keeps the server it started with even if the slot changes
     private readonly BlockServer _server = slot.Server ?? throw new RpcException(new Status(StatusCode.Unavailable, "this server is not serving blocks (loading or stopping)"));
 
     public override Task<InfoReply> Info(InfoRequest request, ServerCallContext context) => Task.FromResult(_server.Info());
