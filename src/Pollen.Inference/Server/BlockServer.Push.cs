@@ -198,26 +198,18 @@ public sealed partial class BlockServer
     /// </summary>
     private void PushBatch(List<StepWork> works, WireTensor[] outputs)
     {
-        var groups = new Dictionary<string, (List<StepWork> Works, List<PushRequest> Pushes)>();
-        for (var i = 0; i < works.Count; i++)
+        var bound = Enumerable.Range(0, works.Count).Where(i => works[i].Step.Next.Count > 0);
+        foreach (var group in bound.GroupBy(i => works[i].Step.Next[0].Address))
         {
-            var step = works[i].Step;
-            if (step.Next.Count == 0)
+            foreach (var rows in group.Chunk(MaxPushBatch))
             {
-                continue;
+                var pushes = rows.Select(i => PushOf(works[i].Step, outputs[i])).ToList();
+                var sent = Task.Run(() => PushAsync(group.Key, pushes));
+                foreach (var i in rows)
+                {
+                    works[i].Pushed = sent;
+                }
             }
-            var address = step.Next[0].Address;
-            if (!groups.TryGetValue(address, out var group) || group.Pushes.Count == MaxPushBatch)
-            {
-                group = groups[address] = ([], []);
-            }
-            group.Works.Add(works[i]);
-            group.Pushes.Add(PushOf(step, outputs[i]));
-        }
-        foreach (var (address, (group, pushes)) in groups)
-        {
-            var sent = Task.Run(() => PushAsync(address, pushes));
-            group.ForEach(w => w.Pushed = sent);
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.ExceptionServices;
 
 namespace Pollen.Model.Runtime;
 
@@ -25,7 +24,7 @@ namespace Pollen.Model.Runtime;
 /// </remarks>
 public static class TensorThread
 {
-    private static readonly Lazy<BlockingCollection<Item>> Queue = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<BlockingCollection<Action>> Queue = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
 
     [ThreadStatic]
     private static bool _onTensorThread;
@@ -44,11 +43,7 @@ public static class TensorThread
         {
             return work();
         }
-        var item = new Item<T>(work);
-        Queue.Value.Add(item);
-        item.Done.Wait(); // no kernel handle behind it unless one is asked for: nothing to dispose
-        item.Error?.Throw();
-        return item.Result!;
+        return InvokeAsync(work).GetAwaiter().GetResult(); // a blocked waiter is released on the tensor thread itself
     }
 
     /// <summary>
@@ -71,9 +66,19 @@ public static class TensorThread
                 return Task.FromException<T>(e);
             }
         }
-        var item = new AsyncItem<T>(work);
-        Queue.Value.Add(item);
-        return item.Completion.Task;
+        var completion = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Queue.Value.Add(() =>
+        {
+            try
+            {
+                completion.SetResult(work());
+            }
+            catch (Exception e)
+            {
+                completion.SetException(e);
+            }
+        });
+        return completion.Task;
     }
 
     /// <summary>Runs <paramref name="work"/> on the tensor thread and waits for it.</summary>
@@ -87,66 +92,19 @@ public static class TensorThread
         });
     }
 
-    private static BlockingCollection<Item> Start()
+    private static BlockingCollection<Action> Start()
     {
-        var queue = new BlockingCollection<Item>();
+        var queue = new BlockingCollection<Action>();
         var thread = new Thread(() =>
         {
             _onTensorThread = true;
             foreach (var item in queue.GetConsumingEnumerable())
             {
-                item.Run();
+                item(); // never throws: each item completes its task with the result or the exception
             }
         })
         { IsBackground = true, Name = "pollen-tensors" };
         thread.Start();
         return queue;
-    }
-
-    private abstract class Item
-    {
-        internal abstract void Run();
-    }
-
-    private sealed class AsyncItem<T>(Func<T> work) : Item
-    {
-        internal TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        internal override void Run()
-        {
-            try
-            {
-                Completion.SetResult(work());
-            }
-            catch (Exception e)
-            {
-                Completion.SetException(e);
-            }
-        }
-    }
-
-    private sealed class Item<T>(Func<T> work) : Item
-    {
-        internal ManualResetEventSlim Done { get; } = new();
-
-        internal ExceptionDispatchInfo? Error { get; set; }
-
-        internal T? Result { get; private set; }
-
-        internal override void Run()
-        {
-            try
-            {
-                Result = work();
-            }
-            catch (Exception e)
-            {
-                Error = ExceptionDispatchInfo.Capture(e);
-            }
-            finally
-            {
-                Done.Set();
-            }
-        }
     }
 }
