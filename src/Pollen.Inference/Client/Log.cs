@@ -13,6 +13,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 322, Level = LogLevel.Warning, Message = "Waiting for servers ({Remaining} left): {Missing}")]
     internal static partial void WaitingForBlocks(ILogger logger, string missing, TimeSpan remaining);
 
-    [LoggerMessage(EventId = 323, Level = LogLevel.Information, Message = "Server {Server} could not push a step to the next server ({Reason}); carrying it from here")]
-    internal static partial void PushFailed(ILogger logger, string server, string reason);
+    [LoggerMessage(EventId = 323, Level = LogLevel.Information, Message = "A step pushed along the route stopped: server {Server} {What} ({Reason}); asking each server where it stands and carrying the step on from there")]
+    internal static partial void ChainInterrupted(ILogger logger, ServerSpan server, string what, string reason);
+
+    [LoggerMessage(EventId = 324, Level = LogLevel.Information, Message = "A step pushed along the route got no answer within {Timeout}; asking each server where it stands and carrying the step on from there")]
+    internal static partial void ChainTimedOut(ILogger logger, TimeSpan timeout);
 }

@@ -13,13 +13,16 @@ namespace Pollen.Inference.Client;
 /// The stream carries a deadline for its whole life (<see cref="SwarmModelOptions.SessionDeadline"/>) and
 /// each open or step its own (<see cref="SwarmModelOptions.StepTimeout"/>): a server that stalls fails
 /// the step after the step timeout instead of hanging the generation. Any failure leaves this object
-/// unusable; the caller bans the server and replays on another.
+/// unusable; the caller bans the server and replays on another. Replies are read one at a time, and a
+/// read is never cancelled (a caller that stops waiting leaves it to the next), so a session that sends
+/// nothing while its steps pass through it quietly can be listened to across steps.
 /// </remarks>
 public sealed class RemoteSpan : IAsyncDisposable
 {
     private readonly AsyncDuplexStreamingCall<InferenceRequest, InferenceReply> _call;
     private readonly TimeSpan _stepTimeout;
     private ulong _nextStep;
+    private Task<bool>? _pending;
 
     private RemoteSpan(ServerSpan server, int start, int end, AsyncDuplexStreamingCall<InferenceRequest, InferenceReply> call, TimeSpan stepTimeout)
     {
@@ -48,10 +51,11 @@ public sealed class RemoteSpan : IAsyncDisposable
         var span = new RemoteSpan(server, start, end, call, options.StepTimeout);
         try
         {
-            var reply = await span.ExchangeAsync(new InferenceRequest
+            await span.WriteAsync(new InferenceRequest
             {
                 Open = new OpenSession { Blocks = new BlockRange { StartBlock = start, EndBlock = end }, MaxLength = maxLength, BatchSize = batchSize },
             }, cancellationToken).ConfigureAwait(false);
+            var reply = await span.NextReplyAsync(options.StepTimeout, cancellationToken).ConfigureAwait(false);
             if (reply.KindCase != InferenceReply.KindOneofCase.Opened)
             {
                 throw new RpcException(new Status(StatusCode.Internal, $"server {server} answered open with {reply.KindCase}"));
@@ -73,6 +77,9 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// <summary>The secret a previous server presents to push steps into the session (empty from a server that does not take pushes).</summary>
     public Google.Protobuf.ByteString PushToken { get; private set; } = Google.Protobuf.ByteString.Empty;
 
+    /// <summary>Steps the session has run (as far as this client knows).</summary>
+    public ulong StepsRun => _nextStep;
+
     /// <summary>Whether steps can be pushed into this session by another server.</summary>
     public bool TakesPushes => PushToken.Length > 0 && SessionId.Length > 0;
 
@@ -83,28 +90,20 @@ public sealed class RemoteSpan : IAsyncDisposable
     public async Task<WireTensor> StepAsync(WireTensor hidden, WireTensor positions, CancellationToken cancellationToken)
     {
         var id = ++_nextStep;
-        var reply = await ExchangeAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = id } }, cancellationToken).ConfigureAwait(false);
-        return CheckReply(reply, id, hidden);
+        await WriteAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = id } }, cancellationToken).ConfigureAwait(false);
+        return CheckReply(await NextReplyAsync(_stepTimeout, cancellationToken).ConfigureAwait(false), id, hidden);
     }
 
     /// <summary>
     /// Sends the next step without waiting for its reply, naming the later sessions of the route its output
-    /// is pushed to (<see cref="ReadStepAsync"/> of each span then collects the replies in order).
+    /// is pushed to. Each pushed-to span then counts the step as its own (<see cref="ReadStepAsync"/>, or
+    /// <see cref="CountPushedStep"/> when the step is <paramref name="quiet"/> and only the last span answers).
     /// </summary>
-    public async Task SendStepAsync(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, CancellationToken cancellationToken)
+    public async Task SendStepAsync(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet, CancellationToken cancellationToken)
     {
-        var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId };
+        var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId, Quiet = quiet };
         step.Next.Add(next);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_stepTimeout);
-        try
-        {
-            await _call.RequestStream.WriteAsync(new InferenceRequest { Step = step }, timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not take a step within {_stepTimeout}"));
-        }
+        await WriteAsync(new InferenceRequest { Step = step }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -115,20 +114,7 @@ public sealed class RemoteSpan : IAsyncDisposable
     public async Task<(WireTensor Hidden, string? PushError)> ReadStepAsync(WireTensor input, CancellationToken cancellationToken)
     {
         var id = NextStepId;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_stepTimeout);
-        try
-        {
-            if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
-            {
-                throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
-            }
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer within {_stepTimeout}"));
-        }
-        var reply = _call.ResponseStream.Current;
+        var reply = await NextReplyAsync(_stepTimeout, cancellationToken).ConfigureAwait(false);
         var hidden = CheckReply(reply, id, input);
         _nextStep = id;
         return (hidden, reply.Step.PushError.Length > 0 ? reply.Step.PushError : null);
@@ -137,28 +123,140 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// <summary>This session as the target of a push carrying its next step.</summary>
     public PushTarget AsPushTarget() => new() { Address = Server.Address, SessionId = SessionId, PushToken = PushToken, StepId = NextStepId };
 
+    /// <summary>Counts a step that reached this session by a push and was not answered (a quiet step passed on).</summary>
+    internal void CountPushedStep() => _nextStep++;
+
+    /// <summary>
+    /// The read of the session's next reply, started if none is under way. It is never cancelled: a caller
+    /// that stops waiting leaves it for the next, so a quiet session can be listened to across steps (its
+    /// reply, if one ever comes, means something went wrong) without ever losing a message.
+    /// </summary>
+    internal Task Listen() => _pending ??= _call.ResponseStream.MoveNext(CancellationToken.None);
+
+    /// <summary>Whether the read started by <see cref="Listen"/> has finished (a reply, the end, or a failure).</summary>
+    internal bool HasNews => _pending is { IsCompleted: true };
+
+    /// <summary>Takes the reply that <see cref="Listen"/> read; throws as the stream failed, or if it ended.</summary>
+    internal InferenceReply TakeReply()
+    {
+        var read = _pending ?? throw new InvalidOperationException("nothing was read");
+        _pending = null;
+        if (!read.GetAwaiter().GetResult())
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
+        }
+        return _call.ResponseStream.Current;
+    }
+
+    /// <summary>Accepts <paramref name="reply"/> as the answer to the next step: its output, checked against the step's <paramref name="input"/>.</summary>
+    internal WireTensor AcceptStep(InferenceReply reply, WireTensor input)
+    {
+        var id = NextStepId;
+        var hidden = CheckReply(reply, id, input);
+        _nextStep = id;
+        return hidden;
+    }
+
+    private async Task<InferenceReply> NextReplyAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Listen().WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer within {timeout}"));
+        }
+        return TakeReply();
+    }
+
+    /// <summary>
+    /// Asks where the session stands: the last step it ran, with the outputs of steps <paramref name="from"/>..
+    /// <paramref name="to"/> (as many as the server sends at once; none when <paramref name="from"/> is 0). The
+    /// push token is replaced, so pushes still on their way into the session are dropped; the step replies
+    /// that were on their way to the client are skipped.
+    /// </summary>
+    internal async Task<(ulong Last, IReadOnlyList<WireTensor> Outputs)> SyncAsync(ulong from, ulong to, CancellationToken cancellationToken)
+    {
+        await WriteAsync(new InferenceRequest { Sync = new SyncSession { FromStep = from, ToStep = to } }, cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            // a sync waits for the step the server is running: it has a step's time
+            var reply = await NextReplyAsync(_stepTimeout, cancellationToken).ConfigureAwait(false);
+            if (reply.KindCase == InferenceReply.KindOneofCase.Step)
+            {
+                continue; // an answer (or refusal) from before the sync, already accounted for by it
+            }
+            // outputs of from..min(to, last): at least one when there are any, never more
+            var synced = reply.Synced;
+            var end = to == 0 ? synced?.LastStepId ?? 0 : Math.Min(to, synced?.LastStepId ?? 0);
+            var owed = from == 0 || from > end ? 0 : end - from + 1;
+            if (synced is null || synced.PushToken.Length == 0 || (ulong)synced.Outputs.Count > owed || (owed > 0 && synced.Outputs.Count == 0))
+            {
+                throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered a sync with a reply that does not match it"));
+            }
+            _nextStep = synced.LastStepId;
+            PushToken = synced.PushToken;
+            return (synced.LastStepId, synced.Outputs);
+        }
+    }
+
+    /// <summary>
+    /// The outputs the session kept of steps <paramref name="from"/>..<paramref name="from"/> + count - 1, each
+    /// checked against the input of the same step in <paramref name="like"/> (the step's input to the route,
+    /// of the same shape and dtype); fails if the session has not run them all.
+    /// </summary>
+    internal async Task<List<WireTensor>> OutputsAsync(ulong from, IReadOnlyList<WireTensor> like, CancellationToken cancellationToken)
+    {
+        var outputs = new List<WireTensor>(like.Count);
+        var to = from + (ulong)like.Count - 1;
+        while (outputs.Count < like.Count)
+        {
+            var id = from + (ulong)outputs.Count;
+            var (last, got) = await SyncAsync(id, to, cancellationToken).ConfigureAwait(false);
+            if (last < to)
+            {
+                throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} has run {last} steps, fewer than the {to} it was given"));
+            }
+            foreach (var output in got.Take(like.Count - outputs.Count))
+            {
+                outputs.Add(CheckTensor(output, from + (ulong)outputs.Count, like[outputs.Count]));
+            }
+        }
+        return outputs;
+    }
+
     /// <summary>The reply's hidden states, if it answers step <paramref name="id"/> with a tensor shaped like the input, of exact size and finite.</summary>
     private WireTensor CheckReply(InferenceReply reply, ulong id, WireTensor hidden)
     {
-        if (reply.KindCase != InferenceReply.KindOneofCase.Step || reply.Step.StepId != id || reply.Step.Hidden is null
-            || !reply.Step.Hidden.Shape.SequenceEqual(hidden.Shape) || reply.Step.Hidden.Dtype != hidden.Dtype)
+        if (reply.KindCase != InferenceReply.KindOneofCase.Step || reply.Step.StepId != id || reply.Step.Hidden is null)
         {
             throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with a reply that does not match it"));
+        }
+        return CheckTensor(reply.Step.Hidden, id, hidden);
+    }
+
+    /// <summary><paramref name="output"/>, if it is shaped like <paramref name="input"/>, of exact size and finite.</summary>
+    private WireTensor CheckTensor(WireTensor output, ulong id, WireTensor input)
+    {
+        if (!output.Shape.SequenceEqual(input.Shape) || output.Dtype != input.Dtype)
+        {
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} returned an output of step {id} shaped unlike its input"));
         }
         // a server is not trusted with what it returns either: exact size, finite values
         try
         {
-            Pollen.Swarm.Tensors.TensorCodec.Validate(reply.Step.Hidden, long.MaxValue);
+            Pollen.Swarm.Tensors.TensorCodec.Validate(output, long.MaxValue);
         }
         catch (Pollen.Swarm.Tensors.TensorFormatException e)
         {
-            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with a malformed tensor: {e.Message}"));
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} returned a malformed output of step {id}: {e.Message}"));
         }
-        if (!Wire.TensorWire.AllFinite(reply.Step.Hidden))
+        if (!Wire.TensorWire.AllFinite(output))
         {
-            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered step {id} with NaN or infinite values"));
+            throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} returned NaN or infinite values as the output of step {id}"));
         }
-        return reply.Step.Hidden;
+        return output;
     }
 
     /// <summary>
@@ -168,63 +266,52 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// </summary>
     public async Task<IReadOnlyList<WireTensor>> StepManyAsync(IReadOnlyList<(WireTensor Hidden, WireTensor Positions)> steps, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_stepTimeout * Math.Max(1, (steps.Count + 15) / 16));
+        var deadline = DateTime.UtcNow + _stepTimeout * Math.Max(1, (steps.Count + 15) / 16);
+        using var writer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var first = _nextStep + 1;
-        Task? writing = null;
+        _nextStep += (ulong)steps.Count;
+        var writing = Task.Run(async () =>
+        {
+            for (var i = 0; i < steps.Count; i++)
+            {
+                var step = new InferenceStep { Hidden = steps[i].Hidden, Positions = steps[i].Positions, StepId = first + (ulong)i };
+                await _call.RequestStream.WriteAsync(new InferenceRequest { Step = step }, writer.Token).ConfigureAwait(false);
+            }
+        }, writer.Token);
         try
         {
-            writing = Task.Run(async () =>
-            {
-                foreach (var (hidden, positions) in steps)
-                {
-                    await _call.RequestStream.WriteAsync(new InferenceRequest { Step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = ++_nextStep } }, timeout.Token)
-                        .ConfigureAwait(false);
-                }
-            }, timeout.Token);
             var outputs = new List<WireTensor>(steps.Count);
             for (var i = 0; i < steps.Count; i++)
             {
-                if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
-                {
-                    throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
-                }
-                outputs.Add(CheckReply(_call.ResponseStream.Current, first + (ulong)i, steps[i].Hidden));
+                var left = deadline - DateTime.UtcNow;
+                var reply = await NextReplyAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+                outputs.Add(CheckReply(reply, first + (ulong)i, steps[i].Hidden));
             }
             await writing.ConfigureAwait(false);
             return outputs;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer {steps.Count} steps in time"));
-        }
         finally
         {
-            if (writing is { IsCompleted: false })
+            if (!writing.IsCompleted)
             {
                 // a failed read leaves the writer blocked on the stream: stop it before its token goes away
-                await timeout.CancelAsync().ConfigureAwait(false);
+                await writer.CancelAsync().ConfigureAwait(false);
                 await writing.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
             }
         }
     }
 
-    private async Task<InferenceReply> ExchangeAsync(InferenceRequest request, CancellationToken cancellationToken)
+    private async Task WriteAsync(InferenceRequest request, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_stepTimeout);
         try
         {
             await _call.RequestStream.WriteAsync(request, timeout.Token).ConfigureAwait(false);
-            if (!await _call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false))
-            {
-                throw new RpcException(new Status(StatusCode.Unavailable, $"server {Server} ended the session"));
-            }
-            return _call.ResponseStream.Current;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not answer within {_stepTimeout}"));
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"server {Server} did not take a message within {_stepTimeout}"));
         }
     }
 
@@ -242,5 +329,7 @@ public sealed class RemoteSpan : IAsyncDisposable
             // the server is gone or the stream already failed: nothing to close
         }
         _call.Dispose();
+        // a read left listening fails with the call; nobody waits for it any more
+        _ = _pending?.ContinueWith(static read => read.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
     }
 }

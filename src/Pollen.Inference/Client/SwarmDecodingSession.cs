@@ -12,21 +12,34 @@ namespace Pollen.Inference.Client;
 
 /// <summary>
 /// A decoding session through the swarm. Embedding and head run here; between them the hidden states
-/// pass hop by hop as wire tensors (never decoded on the way). Each hop remembers the steps it was sent,
-/// so when a server fails, its span is routed anew and the steps are replayed to the new servers to
-/// rebuild their caches before the current step continues.
+/// pass hop by hop as wire tensors (never decoded on the way). When a server fails, its span is routed anew
+/// and the past steps are replayed to the new servers to rebuild their caches before the current step
+/// continues.
 /// </summary>
 /// <remarks>
-/// Replay resends each past step as it was sent, not one concatenated prefill: the new server then
-/// computes exactly what the failed one did (same shapes, same kernels), so generation after a failure
-/// is token-for-token identical to an undisturbed one; the price is one round trip per past step. The
-/// history is kept as immutable wire messages, so it costs memory (tokens × hidden × wire dtype size per
-/// hop) but no tensor lifetime management. Tensor work never spans an await: TorchSharp dispose scopes
-/// belong to a thread and continuations may run on another.
+/// <para>
+/// A step normally travels as a quiet chain: the client sends it to the first server, naming the later
+/// sessions; each server pushes its output to the next, and only the last answers. The client listens on
+/// every session meanwhile: an intermediate server speaks only when something went wrong (its push failed,
+/// it refused a pushed step, its stream ended), and the last server's answer is due within the step timeout.
+/// </para>
+/// <para>
+/// The client keeps only the first hop's inputs (its own embeddings); each server keeps the outputs of its
+/// session's steps. When a chain is interrupted, the client catches up hop by hop: it asks each session
+/// where it stands (a sync, which also fences off pushes still on their way), feeds it the steps it lacks
+/// — inputs it knows, or the previous server's kept outputs — and replaces a server that fails, stalls or
+/// returns garbage, replaying its whole history into the replacement. A step that was pushed into a
+/// session is never run twice, and a replaced server's replacement computes exactly what it did (every
+/// past step resent as it was, same shapes, same kernels), so generation after a failure is
+/// token-for-token identical to an undisturbed one. Tensor work never spans an await: TorchSharp dispose
+/// scopes belong to a thread and continuations may run on another.
+/// </para>
 /// </remarks>
 internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : IDecodingSession
 {
     private readonly List<Hop> _hops = [];
+    private readonly List<WireTensor> _embeddings = []; // the first hop's input of each step
+    private readonly List<WireTensor> _positions = []; // each step's positions, the same on every hop
     private int _batch;
     private int _failures;
 
@@ -52,157 +65,294 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         {
             throw new ArgumentException($"the session was opened with batch {_batch}, got {batch}", nameof(ids));
         }
+        _embeddings.Add(hidden);
+        _positions.Add(positions);
+        var step = _positions.Count;
         _failures = 0;
-        var k = 0;
-        if (model.Options.PushBetweenServers && _hops.Count > 1 && _hops.TrueForAll(h => h.Span is { TakesPushes: true }))
-        {
-            (hidden, k) = await ChainAsync(hidden, positions, cancellationToken).ConfigureAwait(false);
-        }
-        for (; k < _hops.Count; k++)
-        {
-            var hop = _hops[k];
-            try
-            {
-                hop.Span ??= await ReopenAsync(hop, cancellationToken).ConfigureAwait(false);
-                var output = await hop.Span.StepAsync(hidden, positions, cancellationToken).ConfigureAwait(false);
-                hop.History.Add((hidden, positions));
-                model.Bans.RecordSuccess(hop.Server.Address);
-                hidden = output;
-            }
-            catch (Exception e) when (IsHopFailure(e, cancellationToken))
-            {
-                CountFailure(hop.Server, e);
-                await ReplaceAsync(k, cancellationToken).ConfigureAwait(false);
-                k--; // run the current step on the replacement
-            }
-        }
-        Length += tokens;
-        return await HeadAsync(hidden).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Runs the step down the route with server-to-server pushes: the first server gets the step and the
-    /// later sessions as its next targets, and each server's reply is read in route order (each hop's input
-    /// is the previous reply, kept for replay). Returns the output and the number of hops done; when a hop
-    /// fails, or a server could not push to the next, it returns that hop's input and index, and the caller
-    /// goes on hop by hop from there.
-    /// </summary>
-    /// <remarks>
-    /// After a failed hop the later servers may or may not have run the step (it may have been pushed before
-    /// the failure), so their sessions are closed and reopened from the client's history; after a failed push
-    /// the later servers never saw the step and keep their sessions.
-    /// </remarks>
-    private async Task<(WireTensor Hidden, int Done)> ChainAsync(WireTensor hidden, WireTensor positions, CancellationToken cancellationToken)
-    {
-        var k = 0;
+        WireTensor output;
         try
         {
-            await _hops[0].Span!.SendStepAsync(hidden, positions, _hops.Skip(1).Select(h => h.Span!.AsPushTarget()), cancellationToken).ConfigureAwait(false);
-            for (; k < _hops.Count; k++)
-            {
-                var hop = _hops[k];
-                var (output, pushError) = await hop.Span!.ReadStepAsync(hidden, cancellationToken).ConfigureAwait(false);
-                hop.History.Add((hidden, positions));
-                model.Bans.RecordSuccess(hop.Server.Address);
-                hidden = output;
-                if (pushError is not null && k + 1 < _hops.Count)
-                {
-                    // the later servers most likely never saw the step; start them over to be sure
-                    Log.PushFailed(model.Logger, hop.Server.Address, pushError);
-                    await CloseLaterAsync(k + 1).ConfigureAwait(false);
-                    return (hidden, k + 1);
-                }
-            }
-            return (hidden, k);
-        }
-        catch (Exception e) when (IsHopFailure(e, cancellationToken))
-        {
-            CountFailure(_hops[k].Server, e);
-            await CloseLaterAsync(k + 1).ConfigureAwait(false);
-            await ReplaceAsync(k, cancellationToken).ConfigureAwait(false);
-            return (hidden, k);
-        }
-    }
-
-    /// <summary>Closes the sessions of hops <paramref name="from"/> on; each is reopened and replayed when a step reaches it.</summary>
-    private async Task CloseLaterAsync(int from)
-    {
-        for (var j = from; j < _hops.Count; j++)
-        {
-            if (_hops[j].Span is { } later)
-            {
-                _hops[j].Span = null;
-                await later.DisposeAsync().ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>A session on <paramref name="hop"/>'s server, its history (if any) replayed into it.</summary>
-    private async Task<RemoteSpan> ReopenAsync(Hop hop, CancellationToken cancellationToken)
-    {
-        var span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (hop.History.Count > 0)
-            {
-                _ = await span.StepManyAsync(hop.History, cancellationToken).ConfigureAwait(false);
-            }
-            return span;
+            output = (QuietChainReady(step) ? await QuietStepAsync(step, cancellationToken).ConfigureAwait(false) : null)
+                ?? await CatchUpAsync(step, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            await span.DisposeAsync().ConfigureAwait(false);
+            // the step may have run on some servers and not on others: start every server over from the history
+            _embeddings.RemoveAt(step - 1);
+            _positions.RemoveAt(step - 1);
+            CloseAll();
             throw;
         }
+        Length += tokens;
+        return await HeadAsync(output).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether step <paramref name="step"/> can go as a quiet chain: several servers, all taking pushes, all known to stand at the step before.</summary>
+    private bool QuietChainReady(int step) =>
+        model.Options.PushBetweenServers && _hops.Count > 1
+        && _hops.TrueForAll(h => h is { Replace: false, Uncertain: false, Span: { TakesPushes: true } span } && span.StepsRun == (ulong)step - 1);
+
+    /// <summary>
+    /// Sends step <paramref name="step"/> down the route as a quiet chain and returns the last server's output,
+    /// or null when the chain was interrupted (an intermediate server spoke, the last one did not answer in
+    /// time, or answered wrongly): the servers at fault are replaced, the others marked for a sync, and the
+    /// caller catches up hop by hop.
+    /// </summary>
+    private async Task<WireTensor?> QuietStepAsync(int step, CancellationToken cancellationToken)
+    {
+        var hidden = _embeddings[step - 1];
+        var spans = _hops.ConvertAll(h => h.Span!);
+        try
+        {
+            await spans[0].SendStepAsync(hidden, _positions[step - 1], spans.Skip(1).Select(s => s.AsPushTarget()), quiet: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsHopFailure(e, cancellationToken))
+        {
+            return await InterruptedAsync(0, e).ConfigureAwait(false);
+        }
+        var reads = spans.ConvertAll(s => s.Listen());
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var timeout = Task.Delay(model.Options.StepTimeout, timer.Token);
+        var first = await Task.WhenAny([.. reads, timeout]).ConfigureAwait(false);
+        await timer.CancelAsync().ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var k = reads.IndexOf((Task)first);
+        if (k < 0)
+        {
+            MarkUncertain();
+            Log.ChainTimedOut(model.Logger, model.Options.StepTimeout);
+            return null;
+        }
+        InferenceReply reply;
+        try
+        {
+            reply = spans[k].TakeReply();
+        }
+        catch (Exception e) when (IsHopFailure(e, cancellationToken))
+        {
+            return await InterruptedAsync(k, e).ConfigureAwait(false);
+        }
+        if (reply.Step is { Refused.Length: > 0 } refused)
+        {
+            // not the refuser's fault: the catch-up checks what the server before it pushed
+            MarkUncertain();
+            Log.ChainInterrupted(model.Logger, spans[k].Server, "refused a pushed step", refused.Refused);
+            return null;
+        }
+        if (k < spans.Count - 1)
+        {
+            MarkUncertain();
+            Log.ChainInterrupted(model.Logger, spans[k].Server, "answered out of turn", reply.Step?.PushError ?? "");
+            return null;
+        }
+        WireTensor output;
+        try
+        {
+            output = spans[k].AcceptStep(reply, hidden);
+        }
+        catch (Exception e) when (IsHopFailure(e, cancellationToken))
+        {
+            return await InterruptedAsync(k, e).ConfigureAwait(false);
+        }
+        foreach (var span in spans.Take(spans.Count - 1))
+        {
+            span.CountPushedStep();
+        }
+        foreach (var hop in _hops)
+        {
+            model.Bans.RecordSuccess(hop.Server.Address);
+        }
+        return output;
+    }
+
+    /// <summary>Hop <paramref name="k"/> failed during a quiet chain: it is replaced, and the others are synced.</summary>
+    private async Task<WireTensor?> InterruptedAsync(int k, Exception e)
+    {
+        Log.ChainInterrupted(model.Logger, _hops[k].Server, "failed", e.Message);
+        MarkUncertain();
+        await FailAsync(k, e).ConfigureAwait(false);
+        return null;
     }
 
     /// <summary>
-    /// Routes hop <paramref name="k"/>'s blocks anew and replays its history through the new hops; a
-    /// replacement that fails too is banned and routed around in turn.
+    /// Brings every hop, in route order, to step <paramref name="step"/> and returns the last hop's output of
+    /// it. A hop with no session gets one; a hop whose standing is unknown is synced; each is then sent the
+    /// steps it lacks, with inputs the client knows or fetches from the previous hop's kept outputs. A hop
+    /// that fails is banned and its span routed anew; the replacement is replayed from the start.
     /// </summary>
+    private async Task<WireTensor> CatchUpAsync(int step, CancellationToken cancellationToken)
+    {
+        WireTensor? output = null;
+        for (var k = 0; k < _hops.Count;)
+        {
+            var hop = _hops[k];
+            if (hop.Replace)
+            {
+                await ReplaceAsync(k, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            try
+            {
+                if (hop.Span is null)
+                {
+                    hop.Span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
+                }
+                else if (hop.Uncertain)
+                {
+                    await hop.Span.SyncAsync(0, 0, cancellationToken).ConfigureAwait(false);
+                }
+                hop.Uncertain = false;
+                if (hop.Span.StepsRun > (ulong)step)
+                {
+                    throw new RpcException(new Status(StatusCode.DataLoss, $"server {hop.Server} claims {hop.Span.StepsRun} steps; only {step} were sent"));
+                }
+            }
+            catch (Exception e) when (IsHopFailure(e, cancellationToken))
+            {
+                await FailAsync(k, e).ConfigureAwait(false);
+                continue;
+            }
+            var from = (int)hop.Span.StepsRun + 1;
+            List<WireTensor> inputs;
+            try
+            {
+                inputs = await InputsAsync(k, from, step, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsHopFailure(e, cancellationToken))
+            {
+                // the previous hop could not give what it computed (gone, or it kept garbage): it is replaced
+                await FailAsync(k - 1, e).ConfigureAwait(false);
+                k--;
+                continue;
+            }
+            if (inputs.Count > 0)
+            {
+                try
+                {
+                    // pipelined: a whole history in about one round trip
+                    var outputs = await hop.Span.StepManyAsync([.. inputs.Select((h, i) => (h, _positions[from - 1 + i]))], cancellationToken).ConfigureAwait(false);
+                    model.Bans.RecordSuccess(hop.Server.Address);
+                    if (k + 1 < _hops.Count)
+                    {
+                        Store(_hops[k + 1].Inputs, from, outputs);
+                    }
+                    else
+                    {
+                        output = outputs[^1];
+                    }
+                }
+                catch (Exception e) when (IsHopFailure(e, cancellationToken))
+                {
+                    await FailAsync(k, e).ConfigureAwait(false);
+                    continue;
+                }
+            }
+            else if (k == _hops.Count - 1)
+            {
+                // the step was pushed to the last server before the chain broke: it kept the output
+                try
+                {
+                    output = (await hop.Span.OutputsAsync((ulong)step, [_embeddings[step - 1]], cancellationToken).ConfigureAwait(false))[0];
+                }
+                catch (Exception e) when (IsHopFailure(e, cancellationToken))
+                {
+                    await FailAsync(k, e).ConfigureAwait(false);
+                    continue;
+                }
+            }
+            k++;
+        }
+        return output ?? throw new InvalidOperationException("the route ended without an output");
+    }
+
+    /// <summary>
+    /// Hop <paramref name="k"/>'s inputs of steps <paramref name="from"/>..<paramref name="to"/>: the embeddings
+    /// for the first hop; for a later one, what the client has seen of the previous hop's outputs, the rest
+    /// fetched from the previous hop (which has run them all). Fails as the previous hop if it cannot give them.
+    /// </summary>
+    private async Task<List<WireTensor>> InputsAsync(int k, int from, int to, CancellationToken cancellationToken)
+    {
+        if (from > to)
+        {
+            return [];
+        }
+        if (k == 0)
+        {
+            return _embeddings.GetRange(from - 1, to - from + 1);
+        }
+        var known = _hops[k].Inputs;
+        while (known.Count < to)
+        {
+            known.Add(null);
+        }
+        var missing = known.FindIndex(from - 1, to - from + 1, input => input is null);
+        if (missing >= 0)
+        {
+            var previous = _hops[k - 1].Span ?? throw new InvalidOperationException("the previous hop has no session");
+            var fetched = await previous.OutputsAsync((ulong)missing + 1, _embeddings.GetRange(missing, to - missing), cancellationToken).ConfigureAwait(false);
+            Store(known, missing + 1, fetched);
+        }
+        return known.GetRange(from - 1, to - from + 1).ConvertAll(input => input!);
+    }
+
+    /// <summary>Records <paramref name="outputs"/> (of steps <paramref name="from"/> on) as a hop's known inputs.</summary>
+    private static void Store(List<WireTensor?> inputs, int from, IReadOnlyList<WireTensor> outputs)
+    {
+        while (inputs.Count < from - 1 + outputs.Count)
+        {
+            inputs.Add(null);
+        }
+        for (var i = 0; i < outputs.Count; i++)
+        {
+            inputs[from - 1 + i] = outputs[i];
+        }
+    }
+
+    /// <summary>Every hop with a session is asked where it stands before it is used again.</summary>
+    private void MarkUncertain()
+    {
+        foreach (var hop in _hops)
+        {
+            hop.Uncertain = hop.Span is not null;
+        }
+    }
+
+    /// <summary>Counts a failure of hop <paramref name="k"/> (banning its server) and drops its session; its span is routed anew.</summary>
+    private async Task FailAsync(int k, Exception e)
+    {
+        var hop = _hops[k];
+        CountFailure(hop.Server, e);
+        hop.Replace = true;
+        if (hop.Span is { } span)
+        {
+            hop.Span = null;
+            await span.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Routes hop <paramref name="k"/>'s blocks anew; the new hops start without sessions and are replayed by the catch-up.</summary>
     private async Task ReplaceAsync(int k, CancellationToken cancellationToken)
     {
         var old = _hops[k];
+        var route = await model.FindRouteAsync(old.Start, old.End, refresh: true, cancellationToken).ConfigureAwait(false);
         _hops.RemoveAt(k);
-        if (old.Span is not null)
+        // the first new hop takes the same inputs as the old one; the client knows what it knew of them
+        _hops.InsertRange(k, route.Select((r, i) => new Hop(r.Server, r.Start, r.End, i == 0 ? old.Inputs : [])));
+    }
+
+    /// <summary>Closes every session; the next step replays the whole history into new ones.</summary>
+    private void CloseAll()
+    {
+        foreach (var hop in _hops)
         {
-            await old.Span.DisposeAsync().ConfigureAwait(false);
-        }
-        while (true)
-        {
-            var route = await model.FindRouteAsync(old.Start, old.End, refresh: true, cancellationToken).ConfigureAwait(false);
-            var replacement = route.Select(r => new Hop(r.Server, r.Start, r.End, [])).ToList();
-            var inputs = old.History;
-            Hop? current = null;
-            try
+            if (hop.Span is { } span)
             {
-                foreach (var hop in replacement)
-                {
-                    if (inputs.Count == 0)
-                    {
-                        break; // opened lazily by the step itself
-                    }
-                    current = hop;
-                    hop.Span = await OpenAsync(hop.Server, hop.Start, hop.End, cancellationToken).ConfigureAwait(false);
-                    // pipelined: the whole history in about one round trip
-                    var replies = await hop.Span.StepManyAsync(inputs, cancellationToken).ConfigureAwait(false);
-                    var outputs = replies.Select((reply, i) => (reply, inputs[i].Positions)).ToList();
-                    hop.History.AddRange(inputs);
-                    inputs = outputs;
-                }
-                _hops.InsertRange(k, replacement);
-                return;
+                _ = span.DisposeAsync().AsTask();
             }
-            catch (Exception e) when (current is not null && IsHopFailure(e, cancellationToken))
+            (hop.Span, hop.Uncertain) = (null, false);
+            if (hop.Inputs.Count > _embeddings.Count)
             {
-                CountFailure(current.Server, e);
-                foreach (var hop in replacement)
-                {
-                    if (hop.Span is not null)
-                    {
-                        await hop.Span.DisposeAsync().ConfigureAwait(false);
-                    }
-                }
+                hop.Inputs.RemoveRange(_embeddings.Count, hop.Inputs.Count - _embeddings.Count);
             }
         }
     }
@@ -256,7 +406,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         _hops.Clear();
     }
 
-    private sealed class Hop(ServerSpan server, int start, int end, List<(WireTensor Hidden, WireTensor Positions)> history)
+    private sealed class Hop(ServerSpan server, int start, int end, List<WireTensor?> inputs)
     {
         internal ServerSpan Server { get; } = server;
 
@@ -264,8 +414,16 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
 
         internal int End { get; } = end;
 
-        internal List<(WireTensor Hidden, WireTensor Positions)> History { get; } = history;
+        /// <summary>This hop's input of each step, where the client has seen it (null where only the previous server has).</summary>
+        internal List<WireTensor?> Inputs { get; } = inputs;
 
+        /// <summary>The session, or null when a new one is to be opened (and the whole history replayed into it).</summary>
         internal RemoteSpan? Span { get; set; }
+
+        /// <summary>Whether the session may have run a step the client did not see it finish (a broken chain): sync before use.</summary>
+        internal bool Uncertain { get; set; }
+
+        /// <summary>Whether the server failed and its span is to be routed anew.</summary>
+        internal bool Replace { get; set; }
     }
 }

@@ -39,9 +39,9 @@ public sealed class SwarmModelOptions
     public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>
-    /// Whether servers pass a step's hidden states straight to the next server of the route (each still
-    /// answers the client, which keeps them for replay), instead of the client carrying them hop by hop:
-    /// hops + 1 messages per token on the critical path instead of two per hop. Default true.
+    /// Whether servers pass a step's hidden states straight to the next server of the route, only the last
+    /// answering the client (each keeps its outputs, for replay after a failure), instead of the client
+    /// carrying them hop by hop: hops + 1 messages per token instead of two per hop. Default true.
     /// </summary>
     public bool PushBetweenServers { get; set; } = true;
 

@@ -15,10 +15,13 @@ namespace Pollen.Inference.Server;
 /// <remarks>
 /// <para>
 /// A token crosses the route in hops + 1 messages (client → first server → … → last server → client)
-/// instead of two per hop, which on a real network halves the latency that is not compute. Every server
-/// still answers its own client with its output, so the client keeps each hop's inputs for replay and
-/// checks every hop's reply in route order: a server that fails, stalls or returns garbage is found and
-/// replaced as before, and the later sessions are started over from the client's history.
+/// instead of two per hop. A step marked quiet is answered by the last server only: the intermediate
+/// servers speak only when something went wrong (their push failed, they refused a pushed step, their
+/// session ended). Each server keeps the outputs of its session's steps, so a client that never saw them
+/// can still fetch the inputs a replacement server needs, and a sync (answered in order with the steps)
+/// tells the client how far a session got and replaces its push token, fencing off pushes still on their
+/// way; from then on only the client, or a push with the new token, advances the session, and no step
+/// runs twice.
 /// </para>
 /// <para>
 /// A server keeps one push stream to each next server, shared by all its sessions, and the outputs of one
@@ -27,13 +30,14 @@ namespace Pollen.Inference.Server;
 /// them as one batch as soon as that message arrives.
 /// </para>
 /// <para>
-/// A push is accepted only for an open session, with the secret token the session's client was given at
-/// open, and with the next step id in order. Each step of a message is checked on its own: a step for an
-/// unknown session or with the wrong token is dropped (there is nobody to tell), and a step out of order or
-/// otherwise refused ends its own session, so its client learns at once; the stream and the other sessions
-/// on it go on. The targets in a step are untrusted input like any other: their number is capped and each
-/// must be a well-formed address with a token of the right size. A push that cannot be written is reported
-/// in the reply (<c>push_error</c>), so the client carries that step itself.
+/// A push is accepted only for an open session with its current push token (otherwise it is dropped:
+/// there is nobody to tell). Each step of a message is checked on its own before any work, like a step from
+/// the client, and also for being the next step in order: a step the session cannot take is answered as
+/// refused on the session's stream, and the session stays as it was, so its client can check what the
+/// previous server computed and carry the step itself; the stream and the other sessions on it go on. The
+/// targets in a step are untrusted input like any other: their number is capped and each must be a
+/// well-formed address with a token of the right size. A push that cannot be written is reported in the
+/// reply (<c>push_error</c>), so the client carries that step itself.
 /// </para>
 /// </remarks>
 public sealed partial class BlockServer
@@ -70,27 +74,46 @@ public sealed partial class BlockServer
 
     /// <summary>
     /// Runs a step of <paramref name="session"/> and answers it on the session's stream, pushing the output
-    /// to the step's first next target before answering. Steps of one session and their replies are
-    /// serialized, whether they came from the client or from a push.
+    /// to the step's first next target before answering (a quiet step whose push succeeded is not answered).
+    /// Steps of one session, their replies and syncs are serialized, whether they came from the client or
+    /// from a push. <paramref name="pushToken"/> is the token a pushed step came with (null for the client's).
     /// </summary>
-    internal async Task RunStepAndReplyAsync(BlockSession session, InferenceStep step, bool pushed, CancellationToken cancellationToken)
+    internal async Task RunStepAndReplyAsync(BlockSession session, InferenceStep step, ByteString? pushToken, CancellationToken cancellationToken)
     {
-        CheckPushTargets(step);
+        if (pushToken is null)
+        {
+            CheckPushTargets(step);
+        }
         await session.StepGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (pushed)
+            if (pushToken is not null)
             {
-                if (step.StepId != session.LastStepId + 1)
+                if (!CryptographicOperations.FixedTimeEquals(pushToken.Span, session.PushToken))
                 {
-                    throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                        $"a pushed step has step_id {step.StepId} but the session's last step was {session.LastStepId}; reopen the session and replay"));
+                    // sent before a sync replaced the token: the client has taken the session over since
+                    Interlocked.Increment(ref _pushesRefused);
+                    Log.PushRefused(_logger, "a push made with a replaced token");
+                    return;
+                }
+                if (RefusePushed(session, step) is { } refusal)
+                {
+                    // the session is unchanged; its client hears why and carries the step itself
+                    Interlocked.Increment(ref _pushesRefused);
+                    Log.PushRefused(_logger, refusal);
+                    await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }, cancellationToken).ConfigureAwait(false);
+                    return;
                 }
                 Interlocked.Increment(ref _pushesReceived);
             }
+            else if (step.StepId != 0 && step.StepId != session.LastStepId + 1)
+            {
+                throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                    $"the step has step_id {step.StepId} but the session's last step was {session.LastStepId}; send step {session.LastStepId + 1} (or 0 for the next)"));
+            }
             var work = StepAsync(session, step);
             var hidden = await work.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-            session.LastStepId = step.StepId;
+            session.Outputs.Add(hidden);
             string? pushError = null;
             if (step.Next.Count > 0)
             {
@@ -100,9 +123,12 @@ public sealed partial class BlockServer
                 {
                     Log.PushFailed(_logger, session.Id, step.Next[0].Address, pushError);
                 }
+                else if (step.Quiet)
+                {
+                    return; // the last server of the route answers for the whole chain
+                }
             }
-            var reply = session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream"));
-            await reply(new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = step.StepId, PushError = pushError ?? "" } }, cancellationToken).ConfigureAwait(false);
+            await ReplyAsync(session, new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = step.StepId, PushError = pushError ?? "" } }, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -111,8 +137,63 @@ public sealed partial class BlockServer
     }
 
     /// <summary>
+    /// Answers a sync: replaces the push token (fencing off pushes still on their way) and returns the last
+    /// step run with the outputs asked for, as many as fit in half the largest message.
+    /// </summary>
+    internal async Task SyncAsync(BlockSession session, SyncSession sync, CancellationToken cancellationToken)
+    {
+        await session.StepGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var synced = new SessionSynced { PushToken = ByteString.CopyFrom(session.RenewPushToken()), LastStepId = session.LastStepId };
+            var last = sync.ToStep == 0 ? session.LastStepId : Math.Min(sync.ToStep, session.LastStepId);
+            long bytes = 0;
+            for (var id = Math.Max(sync.FromStep, 1); sync.FromStep > 0 && id <= last; id++)
+            {
+                var output = session.Outputs[(int)(id - 1)];
+                bytes += output.Bytes.Length;
+                if (synced.Outputs.Count > 0 && bytes > _options.MaxMessageBytes / 2)
+                {
+                    break;
+                }
+                synced.Outputs.Add(output);
+            }
+            await ReplyAsync(session, new InferenceReply { Synced = synced }, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            session.StepGate.Release();
+        }
+    }
+
+    private static Task ReplyAsync(BlockSession session, InferenceReply reply, CancellationToken cancellationToken) =>
+        (session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream")))(reply, cancellationToken);
+
+    /// <summary>Why a pushed step cannot run in <paramref name="session"/> as it stands, or null; checked before any work.</summary>
+    private string? RefusePushed(BlockSession session, InferenceStep step)
+    {
+        try
+        {
+            if (step.StepId != session.LastStepId + 1)
+            {
+                return $"a pushed step has step_id {step.StepId} but the session's last step was {session.LastStepId}";
+            }
+            CheckPushTargets(step);
+            var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
+            CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
+            CheckValues(step.Hidden!, step.Positions, session.MaxLength);
+            return null;
+        }
+        catch (RpcException e)
+        {
+            return e.Status.Detail;
+        }
+    }
+
+    /// <summary>
     /// Runs a step pushed by a previous server. Never throws: a step for no open session (or with the wrong
-    /// token) is dropped, and a refused step ends its session with the reason, which its client then reads.
+    /// token) is dropped, one the session cannot take is answered as refused, and a step that fails while
+    /// running ends its session with the reason, which its client then reads.
     /// </summary>
     internal async Task RunPushedAsync(PushRequest push)
     {
@@ -130,7 +211,7 @@ public sealed partial class BlockServer
         try
         {
             // not tied to the push stream: a step that arrived whole runs even if its sender goes away
-            await RunStepAndReplyAsync(session, push.Step ?? throw Invalid("a push needs a step"), pushed: true, CancellationToken.None).ConfigureAwait(false);
+            await RunStepAndReplyAsync(session, push.Step ?? new InferenceStep(), push.PushToken, CancellationToken.None).ConfigureAwait(false);
         }
         catch (RpcException e)
         {
@@ -186,7 +267,7 @@ public sealed partial class BlockServer
     private static PushRequest PushOf(InferenceStep step, WireTensor hidden)
     {
         var target = step.Next[0];
-        var next = new InferenceStep { Hidden = hidden, Positions = step.Positions, StepId = target.StepId };
+        var next = new InferenceStep { Hidden = hidden, Positions = step.Positions, StepId = target.StepId, Quiet = step.Quiet };
         next.Next.Add(step.Next.Skip(1));
         return new PushRequest { SessionId = target.SessionId, PushToken = target.PushToken, Step = next };
     }

@@ -139,6 +139,9 @@ public sealed partial class BlockServer : IDisposable
     /// <summary>Number of times a set of sessions that stepped together had its caches moved into one buffer.</summary>
     public long SharedCaches => Interlocked.Read(ref _sharedCaches);
 
+    /// <summary>The blocks served (for tests, on the compute thread only).</summary>
+    internal IReadOnlyList<Block> Blocks => _blocks;
+
     /// <summary>Work items waiting for the compute thread (for tests and metrics).</summary>
     internal int PendingWork => _queue.Pending;
 

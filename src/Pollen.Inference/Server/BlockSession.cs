@@ -11,6 +11,7 @@ namespace Pollen.Inference.Server;
 internal sealed class BlockSession
 {
     private readonly CancellationTokenSource _expired;
+    private volatile byte[] _pushToken;
 
     internal BlockSession(long id, int start, int end, int maxLength, int batchSize, CancellationTokenSource expired, DateTimeOffset now)
     {
@@ -22,7 +23,7 @@ internal sealed class BlockSession
         _expired = expired;
         LastUsed = now;
         Cache = new KvCache(maxLength);
-        PushToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(PushTokenBytes);
+        _pushToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(PushTokenBytes);
     }
 
     /// <summary>Length of <see cref="PushToken"/>.</summary>
@@ -72,8 +73,22 @@ internal sealed class BlockSession
     /// <summary>The session's cache; used and disposed only under the server's compute lock.</summary>
     internal KvCache Cache { get; }
 
-    /// <summary>The secret a server must present to push steps into this session (told to the client at open).</summary>
-    internal byte[] PushToken { get; }
+    /// <summary>
+    /// The secret a server must present to push steps into this session (told to the client at open and at each
+    /// sync). Read anywhere; replaced only under <see cref="StepGate"/>.
+    /// </summary>
+    internal byte[] PushToken => _pushToken;
+
+    /// <summary>Replaces the push token (under <see cref="StepGate"/>): pushes made with the old one are dropped.</summary>
+    internal byte[] RenewPushToken() =>
+        _pushToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(PushTokenBytes);
+
+    /// <summary>
+    /// Output of every step run, in order (step i's at i - 1), so a client can rebuild the next server's inputs
+    /// after a failure without having been sent them; under <see cref="StepGate"/>. Bounded by the session's
+    /// length, like its cache (hidden_size values a token, against the cache's two per block).
+    /// </summary>
+    internal List<Pollen.Swarm.Protos.Tensor> Outputs { get; } = [];
 
     /// <summary>
     /// Serializes the session's steps, wherever they come from (its client's stream or a push), together
@@ -81,8 +96,8 @@ internal sealed class BlockSession
     /// </summary>
     internal SemaphoreSlim StepGate { get; } = new(1, 1);
 
-    /// <summary>step_id of the last step run (0 before the first); under <see cref="StepGate"/>.</summary>
-    internal ulong LastStepId { get; set; }
+    /// <summary>step_id of the last step run (0 before the first): the number of steps run; under <see cref="StepGate"/>.</summary>
+    internal ulong LastStepId => (ulong)Outputs.Count;
 
     /// <summary>Writes a reply on the session's stream; set by the stream handler once the session is open.</summary>
     internal Func<Protos.InferenceReply, CancellationToken, Task>? Reply { get; set; }

@@ -63,12 +63,19 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                         {
                             throw new RpcException(new Status(StatusCode.FailedPrecondition, "unknown session: send open before the first step"));
                         }
-                        await _server.RunStepAndReplyAsync(session, request.Step, pushed: false, linked.Token).ConfigureAwait(false);
+                        await _server.RunStepAndReplyAsync(session, request.Step, pushToken: null, linked.Token).ConfigureAwait(false);
+                        break;
+                    case InferenceRequest.KindOneofCase.Sync:
+                        if (session is null)
+                        {
+                            throw new RpcException(new Status(StatusCode.FailedPrecondition, "unknown session: send open before a sync"));
+                        }
+                        await _server.SyncAsync(session, request.Sync, linked.Token).ConfigureAwait(false);
                         break;
                     case InferenceRequest.KindOneofCase.Close:
                         return;
                     default:
-                        throw BlockServer.Invalid("empty request: set open, step or close");
+                        throw BlockServer.Invalid("empty request: set open, step, sync or close");
                 }
             }
         }

@@ -54,8 +54,10 @@ public class ServerPushTests
     [Fact]
     public async Task AMiddleServerKilledMidChainIsReplacedAndTheLaterSessionReplayed()
     {
-        // the fourth server can take over the middle; the client learns of it only once the second is dead
-        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 3), (3, 4), (1, 3)]);
+        // the fourth server can take over the middle; the client learns of it only once the second is dead. The
+        // replacement's inputs are fetched from the first server, which sends them a few per message (its
+        // messages are small), so the fetch takes several syncs
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 3), (3, 4), (1, 3)], new Pollen.Inference.Server.BlockServerOptions { MaxMessageBytes = 1024 });
         var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
         var directory = new GrowingDirectory(swarm.Spans.Take(3));
         using var model = new SwarmModel(ModelEnds.Load(swarm.Directory), directory);
@@ -78,7 +80,119 @@ public class ServerPushTests
     }
 
     [Fact]
-    public async Task PushesWithoutTheTokenOrOutOfOrderAreRefusedWithoutEndingTheStream()
+    public async Task AQuietStepIsAnsweredByTheLastServerOnlyAndTheOthersKeepTheirOutputs()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (2, 4)]);
+        using var channel0 = GrpcChannel.ForAddress("http://" + swarm.Spans[0].Address);
+        using var channel1 = GrpcChannel.ForAddress("http://" + swarm.Spans[1].Address);
+        manual_seed(5);
+        using var prompt = randn(1, 4, Config.HiddenSize);
+        using var next = randn(1, 1, Config.HiddenSize);
+        var promptPositions = TensorWire.Encode(Transformer.DefaultPositions(1, 4).contiguous());
+        var nextPositions = TensorWire.Encode(Transformer.DefaultPositions(1, 1, 4).contiguous());
+
+        // the head on a bare stream, to see every message it sends
+        using var head = new Blocks.BlocksClient(channel0).Inference(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct);
+        await head.RequestStream.WriteAsync(new InferenceRequest { Open = new OpenSession { Blocks = new BlockRange { StartBlock = 0, EndBlock = 2 }, MaxLength = 16 } }, Ct);
+        Assert.True(await head.ResponseStream.MoveNext(Ct));
+        await head.RequestStream.WriteAsync(new InferenceRequest { Step = new InferenceStep { Hidden = TensorWire.Encode(prompt), Positions = promptPositions, StepId = 1 } }, Ct);
+        Assert.True(await head.ResponseStream.MoveNext(Ct));
+        var middle = head.ResponseStream.Current.Step.Hidden;
+        await using var tail = await RemoteSpan.OpenAsync(channel1, swarm.Spans[1], 2, 4, 16, 1, new SwarmModelOptions(), Ct);
+        await tail.StepAsync(middle, promptPositions, Ct);
+
+        var step = new InferenceStep { Hidden = TensorWire.Encode(next), Positions = nextPositions, StepId = 2, Quiet = true };
+        step.Next.Add(tail.AsPushTarget());
+        await head.RequestStream.WriteAsync(new InferenceRequest { Step = step }, Ct);
+        var (output, _) = await tail.ReadStepAsync(step.Hidden, Ct);
+        using (var cache = new Pollen.Model.Layers.KvCache(16))
+        using (no_grad())
+        {
+            swarm.Local.RunBlocks(prompt, Transformer.DefaultPositions(1, 4), cache).Dispose();
+            using var expected = swarm.Local.RunBlocks(next, Transformer.DefaultPositions(1, 1, 4), cache);
+            RemoteBlockParityTests.AssertClose(expected, output, "the quiet chain");
+        }
+
+        // the head said nothing about step 2: the next message on its stream answers a sync, and shows it ran
+        // the step and kept both outputs
+        await head.RequestStream.WriteAsync(new InferenceRequest { Sync = new SyncSession { FromStep = 1 } }, Ct);
+        Assert.True(await head.ResponseStream.MoveNext(Ct));
+        var synced = head.ResponseStream.Current.Synced;
+        Assert.NotNull(synced);
+        Assert.Equal(2UL, synced.LastStepId);
+        Assert.Equal(middle, synced.Outputs[0]);
+        Assert.Equal([1L, 1L, Config.HiddenSize], synced.Outputs[1].Shape);
+        Assert.Equal(1, swarm.Hosts[0]!.Server.StepsPushed);
+        Assert.Equal(1, swarm.Hosts[1]!.Server.PushesReceived);
+        await head.RequestStream.CompleteAsync();
+    }
+
+    [Fact]
+    public async Task AServerStallingMidChainIsBannedAndRoutedAround()
+    {
+        // two servers for the first span: whichever the route takes stops computing after a few tokens
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (0, 2), (2, 4)]);
+        var options = Greedy with { MaxNewTokens = 12 };
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, options, Ct);
+        using var model = swarm.Client(new SwarmModelOptions { StepTimeout = TimeSpan.FromSeconds(1) });
+        using var gate = new ManualResetEventSlim();
+        Task<bool>? stall = null;
+        var stalled = -1;
+        var ids = new List<int>();
+        await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, options, Ct))
+        {
+            ids.Add(token.Id);
+            if (ids.Count == 4)
+            {
+                stalled = swarm.Hosts[0]!.Server.TokensServed > 0 ? 0 : 1;
+                stall = swarm.Hosts[stalled]!.Server.RunOnComputeThreadAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
+            }
+        }
+        gate.Set();
+        Assert.True(await stall!);
+        Assert.Equal(local.Ids, ids);
+        Assert.True(model.Bans.IsBanned(swarm.Spans[stalled].Address));
+        Assert.False(model.Bans.IsBanned(swarm.Spans[2].Address));
+        Assert.Equal([swarm.Spans[1 - stalled], swarm.Spans[2]], (await model.FindRouteAsync(0, 4, cancellationToken: Ct)).Select(r => r.Server));
+    }
+
+    [Fact]
+    public async Task AServerPushingGarbageIsBlamedNotTheServerThatRefusedIt()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (0, 2), (2, 4)]);
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
+        using var model = swarm.Client();
+        var broken = -1;
+        var ids = new List<int>();
+        await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, Greedy, Ct))
+        {
+            ids.Add(token.Id);
+            if (ids.Count == 6)
+            {
+                // the first server of the route starts computing NaN: its pushes carry them to the second
+                broken = swarm.Hosts[0]!.Server.TokensServed > 0 ? 0 : 1;
+                var server = swarm.Hosts[broken]!.Server;
+                await server.RunOnComputeThreadAsync(() =>
+                {
+                    using var noGrad = no_grad();
+                    foreach (var parameter in server.Blocks.SelectMany(b => b.parameters()))
+                    {
+                        parameter.fill_(float.NaN);
+                    }
+                    return true;
+                });
+            }
+        }
+        Assert.Equal(local.Ids, ids);
+        var last = swarm.Hosts[2]!.Server;
+        Assert.True(last.PushesRefused > 0, "the garbage was not pushed to the last server");
+        Assert.True(model.Bans.IsBanned(swarm.Spans[broken].Address));
+        Assert.False(model.Bans.IsBanned(swarm.Spans[2].Address));
+        Assert.Equal([swarm.Spans[1 - broken], swarm.Spans[2]], (await model.FindRouteAsync(0, 4, cancellationToken: Ct)).Select(r => r.Server));
+    }
+
+    [Fact]
+    public async Task PushesWithoutTheTokenAreDroppedAndBadOnesRefusedWithoutHarmingTheSession()
     {
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
         var server = swarm.Hosts[0]!.Server;
@@ -106,16 +220,45 @@ public class ServerPushTests
         // a pushed step in order, on the same stream, runs and is answered on the session's own stream
         await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(2, position: 1) }), Ct);
         Assert.True(await session.ResponseStream.MoveNext(Ct));
-        Assert.Equal(2UL, session.ResponseStream.Current.Step.StepId);
+        var second = session.ResponseStream.Current.Step;
+        Assert.Equal(2UL, second.StepId);
         Assert.Equal(1, server.PushesReceived);
 
-        // out of order: refused, and the session's stream ends saying why; the push stream is still fine
+        // out of order, or not finite: refused, and the session's client hears why; the session is unchanged
         await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(7, position: 2) }), Ct);
-        var e = await Assert.ThrowsAsync<RpcException>(() => session.ResponseStream.MoveNext(Ct));
-        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
-        Assert.Equal(3, server.PushesRefused);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        Assert.Contains("step_id 7", session.ResponseStream.Current.Step.Refused, StringComparison.Ordinal);
+        Assert.Null(session.ResponseStream.Current.Step.Hidden);
+        var notFinite = Step(3, position: 2);
+        notFinite.Hidden = TensorWire.Encode(full(1, 1, Config.HiddenSize, float.NaN));
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = notFinite }), Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        Assert.Contains("NaN", session.ResponseStream.Current.Step.Refused, StringComparison.Ordinal);
+        Assert.Equal(4, server.PushesRefused);
+
+        // a sync says where the session stands, with the outputs it kept, and replaces the push token
+        await session.RequestStream.WriteAsync(new InferenceRequest { Sync = new SyncSession { FromStep = 1 } }, Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        var synced = session.ResponseStream.Current.Synced;
+        Assert.Equal(2UL, synced.LastStepId);
+        Assert.Equal(2, synced.Outputs.Count);
+        Assert.Equal(second.Hidden, synced.Outputs[1]);
+        Assert.NotEqual(opened.PushToken, synced.PushToken);
+        // a push made with the old token is dropped without a word; one with the new token runs
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = opened.PushToken, Step = Step(3, position: 2) }), Ct);
+        await BlockServerValidationTests.WaitUntilAsync(() => server.PushesRefused == 5);
+        await push.RequestStream.WriteAsync(Batch(new PushRequest { SessionId = opened.SessionId, PushToken = synced.PushToken, Step = Step(3, position: 2) }), Ct);
+        Assert.True(await session.ResponseStream.MoveNext(Ct));
+        Assert.Equal(3UL, session.ResponseStream.Current.Step.StepId);
+        Assert.NotNull(session.ResponseStream.Current.Step.Hidden);
+        Assert.Equal(2, server.PushesReceived);
         await push.RequestStream.CompleteAsync();
         await push;
+
+        // a step from the client out of order ends the session
+        await session.RequestStream.WriteAsync(new InferenceRequest { Step = Step(9, position: 3) }, Ct);
+        var e = await Assert.ThrowsAsync<RpcException>(() => session.ResponseStream.MoveNext(Ct));
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
         await BlockServerValidationTests.WaitUntilAsync(() => server.SessionCount == 0);
 
         // a message with no steps, or too many, is malformed: that ends the stream
@@ -161,7 +304,7 @@ public class ServerPushTests
         var positions = TensorWire.Encode(Transformer.DefaultPositions(1, 1, 4).contiguous());
         for (var s = 0; s < Sessions; s++)
         {
-            await spans[s].Head.SendStepAsync(TensorWire.Encode(nexts[s]), positions, [spans[s].Tail.AsPushTarget()], Ct);
+            await spans[s].Head.SendStepAsync(TensorWire.Encode(nexts[s]), positions, [spans[s].Tail.AsPushTarget()], quiet: false, Ct);
         }
         await BlockServerValidationTests.WaitUntilAsync(() => first.PendingWork == Sessions);
         gate.Set();
