@@ -117,7 +117,8 @@ public sealed partial class BlockServer
             string? pushError = null;
             if (step.Next.Count > 0)
             {
-                // a batched forward has already sent its outputs on, one message per next server
+                // started on the tensor thread as soon as the output was encoded (with a batch's other outputs
+                // for the same server, in one message)
                 pushError = await (work.Pushed ?? PushAsync(step.Next[0].Address, [PushOf(step, hidden)])).ConfigureAwait(false);
                 if (pushError is not null)
                 {
@@ -284,8 +285,7 @@ public sealed partial class BlockServer
         {
             foreach (var rows in group.Chunk(MaxPushBatch))
             {
-                var pushes = rows.Select(i => PushOf(works[i].Step, outputs[i])).ToList();
-                var sent = Task.Run(() => PushAsync(group.Key, pushes));
+                var sent = PushAsync(group.Key, [.. rows.Select(i => PushOf(works[i].Step, outputs[i]))]);
                 foreach (var i in rows)
                 {
                     works[i].Pushed = sent;

@@ -328,7 +328,13 @@ public sealed partial class BlockServer : IDisposable
             (session.Cohort, session.CohortSize) = (work.Batchable ? ++_lastCohort : 0, 1);
         }
         Interlocked.Add(ref _tokensServed, (long)tokens * session.BatchSize);
-        return TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
+        var output = TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
+        if (work.Step.Next.Count > 0)
+        {
+            // started here, on its way before the step's continuation is even scheduled
+            work.Pushed = PushAsync(work.Step.Next[0].Address, [PushOf(work.Step, output)]);
+        }
+        return output;
     }
 
     /// <summary>

@@ -243,8 +243,9 @@ internal sealed class StepWork(BlockSession session, Pollen.Inference.Protos.Inf
     internal TaskCompletionSource<Pollen.Swarm.Protos.Tensor> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>
-    /// The push of the output to the step's next server when a batched forward already sent it (with the
-    /// batch's other outputs for that server): null when sent, else why not. Set before the step completes.
+    /// The push of the output to the step's next server, started on the tensor thread as soon as the output
+    /// was encoded (a batched forward's with the batch's other outputs for that server): null when sent,
+    /// else why not. Set before the step completes.
     /// </summary>
     internal Task<string?>? Pushed { get; set; }
 
