@@ -2,6 +2,8 @@ using System.CommandLine;
 using Pollen.Cli;
 using Pollen.Cli.Commands;
 
+// before anything starts a thread-pool worker: the pool reads it once
+PoolSpin.Configure(args);
 var root = new RootCommand("Pollen: train and serve language models on machines that volunteers contribute.")
 {
     NodeCommand.Create(),

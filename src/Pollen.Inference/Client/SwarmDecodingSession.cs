@@ -114,7 +114,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var timeout = Task.Delay(model.Options.StepTimeout, timer.Token);
         var first = await Task.WhenAny([.. reads, timeout]).ConfigureAwait(false);
-        await timer.CancelAsync().ConfigureAwait(false);
+        timer.Cancel(); // at once: CancelAsync would hop to a pool thread on every token
         cancellationToken.ThrowIfCancellationRequested();
         var k = reads.IndexOf((Task)first);
         if (k < 0)
