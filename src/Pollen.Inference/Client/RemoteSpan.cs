@@ -113,11 +113,8 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// </summary>
     public async Task<(WireTensor Hidden, string? PushError)> ReadStepAsync(WireTensor input, CancellationToken cancellationToken)
     {
-        var id = NextStepId;
         var reply = await NextReplyAsync(_stepTimeout, cancellationToken).ConfigureAwait(false);
-        var hidden = CheckReply(reply, id, input);
-        _nextStep = id;
-        return (hidden, reply.Step.PushError.Length > 0 ? reply.Step.PushError : null);
+        return (AcceptStep(reply, input), reply.Step.PushError.Length > 0 ? reply.Step.PushError : null);
     }
 
     /// <summary>This session as the target of a push carrying its next step.</summary>
@@ -132,9 +129,6 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// reply, if one ever comes, means something went wrong) without ever losing a message.
     /// </summary>
     internal Task Listen() => _pending ??= _call.ResponseStream.MoveNext(CancellationToken.None);
-
-    /// <summary>Whether the read started by <see cref="Listen"/> has finished (a reply, the end, or a failure).</summary>
-    internal bool HasNews => _pending is { IsCompleted: true };
 
     /// <summary>Takes the reply that <see cref="Listen"/> read; throws as the stream failed, or if it ended.</summary>
     internal InferenceReply TakeReply()
@@ -188,10 +182,10 @@ public sealed class RemoteSpan : IAsyncDisposable
                 continue; // an answer (or refusal) from before the sync, already accounted for by it
             }
             // outputs of from..min(to, last): at least one when there are any, never more
-            var synced = reply.Synced;
-            var end = to == 0 ? synced?.LastStepId ?? 0 : Math.Min(to, synced?.LastStepId ?? 0);
+            var synced = reply.Synced ?? new SessionSynced();
+            var end = to == 0 ? synced.LastStepId : Math.Min(to, synced.LastStepId);
             var owed = from == 0 || from > end ? 0 : end - from + 1;
-            if (synced is null || synced.PushToken.Length == 0 || (ulong)synced.Outputs.Count > owed || (owed > 0 && synced.Outputs.Count == 0))
+            if (synced.PushToken.Length == 0 || (ulong)synced.Outputs.Count > owed || (owed > 0 && synced.Outputs.Count == 0))
             {
                 throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} answered a sync with a reply that does not match it"));
             }
@@ -218,7 +212,7 @@ public sealed class RemoteSpan : IAsyncDisposable
             {
                 throw new RpcException(new Status(StatusCode.DataLoss, $"server {Server} has run {last} steps, fewer than the {to} it was given"));
             }
-            foreach (var output in got.Take(like.Count - outputs.Count))
+            foreach (var output in got) // never more than asked for (checked by the sync)
             {
                 outputs.Add(CheckTensor(output, from + (ulong)outputs.Count, like[outputs.Count]));
             }

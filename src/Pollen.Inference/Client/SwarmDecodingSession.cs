@@ -108,7 +108,7 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         }
         catch (Exception e) when (IsHopFailure(e, cancellationToken))
         {
-            return await InterruptedAsync(0, e).ConfigureAwait(false);
+            return await InterruptedAsync(0, "failed", e.Message, e).ConfigureAwait(false);
         }
         var reads = spans.ConvertAll(s => s.Listen());
         using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -123,36 +123,24 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
             Log.ChainTimedOut(model.Logger, model.Options.StepTimeout);
             return null;
         }
-        InferenceReply reply;
-        try
-        {
-            reply = spans[k].TakeReply();
-        }
-        catch (Exception e) when (IsHopFailure(e, cancellationToken))
-        {
-            return await InterruptedAsync(k, e).ConfigureAwait(false);
-        }
-        if (reply.Step is { Refused.Length: > 0 } refused)
-        {
-            // not the refuser's fault: the catch-up checks what the server before it pushed
-            MarkUncertain();
-            Log.ChainInterrupted(model.Logger, spans[k].Server, "refused a pushed step", refused.Refused);
-            return null;
-        }
-        if (k < spans.Count - 1)
-        {
-            MarkUncertain();
-            Log.ChainInterrupted(model.Logger, spans[k].Server, "answered out of turn", reply.Step?.PushError ?? "");
-            return null;
-        }
         WireTensor output;
         try
         {
+            var reply = spans[k].TakeReply();
+            if (reply.Step is { Refused.Length: > 0 } refused)
+            {
+                // not the refuser's fault: the catch-up checks what the server before it pushed
+                return await InterruptedAsync(k, "refused a pushed step", refused.Refused).ConfigureAwait(false);
+            }
+            if (k < spans.Count - 1)
+            {
+                return await InterruptedAsync(k, "answered out of turn", reply.Step?.PushError ?? "").ConfigureAwait(false);
+            }
             output = spans[k].AcceptStep(reply, hidden);
         }
         catch (Exception e) when (IsHopFailure(e, cancellationToken))
         {
-            return await InterruptedAsync(k, e).ConfigureAwait(false);
+            return await InterruptedAsync(k, "failed", e.Message, e).ConfigureAwait(false);
         }
         foreach (var span in spans.Take(spans.Count - 1))
         {
@@ -165,12 +153,18 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         return output;
     }
 
-    /// <summary>Hop <paramref name="k"/> failed during a quiet chain: it is replaced, and the others are synced.</summary>
-    private async Task<WireTensor?> InterruptedAsync(int k, Exception e)
+    /// <summary>
+    /// A quiet chain stopped at hop <paramref name="k"/>: every hop is to be synced, and hop <paramref name="k"/>
+    /// replaced if it failed (<paramref name="failure"/>), rather than spoke up for a fault elsewhere.
+    /// </summary>
+    private async Task<WireTensor?> InterruptedAsync(int k, string what, string reason, Exception? failure = null)
     {
-        Log.ChainInterrupted(model.Logger, _hops[k].Server, "failed", e.Message);
+        Log.ChainInterrupted(model.Logger, _hops[k].Server, what, reason);
         MarkUncertain();
-        await FailAsync(k, e).ConfigureAwait(false);
+        if (failure is not null)
+        {
+            await FailAsync(k, failure).ConfigureAwait(false);
+        }
         return null;
     }
 

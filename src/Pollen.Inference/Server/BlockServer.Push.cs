@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
@@ -87,39 +88,39 @@ public sealed partial class BlockServer
         await session.StepGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (pushToken is not null)
+            StepWork? work;
+            if (pushToken is null)
             {
-                if (!CryptographicOperations.FixedTimeEquals(pushToken.Span, session.PushToken))
-                {
-                    // sent before a sync replaced the token: the client has taken the session over since
-                    Interlocked.Increment(ref _pushesRefused);
-                    Log.PushRefused(_logger, "a push made with a replaced token");
-                    return;
-                }
-                if (RefusePushed(session, step) is { } refusal)
-                {
-                    // the session is unchanged; its client hears why and carries the step itself
-                    Interlocked.Increment(ref _pushesRefused);
-                    Log.PushRefused(_logger, refusal);
-                    await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }, cancellationToken).ConfigureAwait(false);
-                    return;
-                }
+                CheckStepId(session, step, pushed: false);
+                work = StepAsync(session, step);
+            }
+            else if (!CryptographicOperations.FixedTimeEquals(pushToken.Span, session.PushToken))
+            {
+                // sent before a sync replaced the token: the client has taken the session over since
+                Interlocked.Increment(ref _pushesRefused);
+                Log.PushRefused(_logger, "a push made with a replaced token");
+                return;
+            }
+            else if (!TryStartPushed(session, step, out work, out var refusal))
+            {
+                // the session is unchanged; its client hears why and carries the step itself
+                Interlocked.Increment(ref _pushesRefused);
+                Log.PushRefused(_logger, refusal);
+                await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            else
+            {
                 Interlocked.Increment(ref _pushesReceived);
             }
-            else if (step.StepId != 0 && step.StepId != session.LastStepId + 1)
-            {
-                throw new RpcException(new Status(StatusCode.FailedPrecondition,
-                    $"the step has step_id {step.StepId} but the session's last step was {session.LastStepId}; send step {session.LastStepId + 1} (or 0 for the next)"));
-            }
-            var work = StepAsync(session, step);
             var hidden = await work.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             session.Outputs.Add(hidden);
             string? pushError = null;
-            if (step.Next.Count > 0)
+            if (work.Pushed is { } pushed)
             {
                 // started on the tensor thread as soon as the output was encoded (with a batch's other outputs
                 // for the same server, in one message)
-                pushError = await (work.Pushed ?? PushAsync(step.Next[0].Address, [PushOf(step, hidden)])).ConfigureAwait(false);
+                pushError = await pushed.ConfigureAwait(false);
                 if (pushError is not null)
                 {
                     Log.PushFailed(_logger, session.Id, step.Next[0].Address, pushError);
@@ -170,24 +171,30 @@ public sealed partial class BlockServer
     private static Task ReplyAsync(BlockSession session, InferenceReply reply, CancellationToken cancellationToken) =>
         (session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream")))(reply, cancellationToken);
 
-    /// <summary>Why a pushed step cannot run in <paramref name="session"/> as it stands, or null; checked before any work.</summary>
-    private string? RefusePushed(BlockSession session, InferenceStep step)
+    /// <summary>Refuses a step that is not the session's next (a step from the client may leave its id 0, meaning the next).</summary>
+    private static void CheckStepId(BlockSession session, InferenceStep step, bool pushed)
+    {
+        if ((pushed || step.StepId != 0) && step.StepId != session.LastStepId + 1)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"the step has step_id {step.StepId} but the session's last step was {session.LastStepId}; the next is {session.LastStepId + 1}"));
+        }
+    }
+
+    /// <summary>Starts a pushed step, or says why the session cannot take it; checked in full before anything changes.</summary>
+    private bool TryStartPushed(BlockSession session, InferenceStep step, [NotNullWhen(true)] out StepWork? work, [NotNullWhen(false)] out string? refusal)
     {
         try
         {
-            if (step.StepId != session.LastStepId + 1)
-            {
-                return $"a pushed step has step_id {step.StepId} but the session's last step was {session.LastStepId}";
-            }
+            CheckStepId(session, step, pushed: true);
             CheckPushTargets(step);
-            var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
-            CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
-            CheckValues(step.Hidden!, step.Positions, session.MaxLength);
-            return null;
+            (work, refusal) = (StepAsync(session, step), null);
+            return true;
         }
         catch (RpcException e)
         {
-            return e.Status.Detail;
+            (work, refusal) = (null, e.Status.Detail);
+            return false;
         }
     }
 

@@ -83,10 +83,9 @@ public sealed partial class BlockServer
         }
     }
 
-    /// <summary>Decodes checked inputs; refuses non-finite activations and positions outside [0, limit). Compute thread only.</summary>
-    private (Tensor Hidden, Tensor Positions) DecodeInputs(WireTensor hiddenMessage, WireTensor? positionsMessage, int batch, int tokens, int limit)
+    /// <summary>Decodes inputs checked in full (<see cref="CheckValues"/> included). Compute thread only.</summary>
+    private (Tensor Hidden, Tensor Positions) DecodeInputs(WireTensor hiddenMessage, WireTensor? positionsMessage, int batch, int tokens)
     {
-        CheckValues(hiddenMessage, positionsMessage, limit);
         var hidden = TensorWire.Decode(hiddenMessage, _options.MaxMessageBytes);
         var positions = positionsMessage is null
             ? arange(0, tokens, dtype: ScalarType.Int64).unsqueeze(0).expand(batch, tokens)

@@ -20,10 +20,9 @@ namespace Pollen.Inference.Server;
 /// <see cref="BlockServerOptions.CacheTokens"/> tokens.
 /// </summary>
 /// <remarks>
-/// Every request is checked against the model before any tensor work: message format, dtype, shape
-/// (batch, tokens, hidden_size), the block range, the session's remaining length. Checks that need the
-/// values (finite activations, positions in range) run on the compute thread right after decoding, still
-/// before any block runs. Failures are <see cref="RpcException"/>s with a status code and a message
+/// Every request is checked against the model before any tensor work, on the thread it arrived on: message
+/// format, dtype, shape (batch, tokens, hidden_size), the block range, the session's remaining length, and
+/// the values themselves (finite activations, positions in range), read on the message's bytes. Failures are <see cref="RpcException"/>s with a status code and a message
 /// saying what to change; nothing else leaves this class. The budget is reserved in full at open
 /// (batch × max length), so a session is refused up front rather than failing mid-generation when the
 /// server runs out of memory. Idle sessions are swept on the injected clock.
@@ -168,11 +167,12 @@ public sealed partial class BlockServer : IDisposable
         var (start, end) = CheckRange(request.Blocks);
         var (batch, tokens) = CheckHidden(request.Hidden, "hidden", null);
         CheckPositionsShape(request.Positions, batch, tokens);
+        CheckValues(request.Hidden!, request.Positions, Config.MaxPositionEmbeddings);
         return _queue.RunAsync(() =>
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var (hidden, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
+            var (hidden, positions) = DecodeInputs(request.Hidden!, request.Positions, batch, tokens);
             for (var i = start; i < end; i++)
             {
                 hidden = _blocks[i - StartBlock].forward(hidden, positions);
@@ -188,12 +188,13 @@ public sealed partial class BlockServer : IDisposable
         var (batch, tokens) = CheckHidden(request.Hidden, "hidden", null);
         CheckHidden(request.GradOutput, "grad_output", (batch, tokens));
         CheckPositionsShape(request.Positions, batch, tokens);
+        CheckValues(request.Hidden!, request.Positions, Config.MaxPositionEmbeddings);
+        CheckFinite(request.GradOutput!, "grad_output");
         return _queue.RunAsync(() =>
         {
             using var scope = NewDisposeScope();
             using var gradMode = enable_grad();
-            var (input, positions) = DecodeInputs(request.Hidden, request.Positions, batch, tokens, Config.MaxPositionEmbeddings);
-            CheckFinite(request.GradOutput, "grad_output");
+            var (input, positions) = DecodeInputs(request.Hidden!, request.Positions, batch, tokens);
             var gradOutput = TensorWire.Decode(request.GradOutput, _options.MaxMessageBytes).to_type(Dtype);
             // weights stay frozen: only the input asks for a gradient
             input = input.detach().requires_grad_(true);
@@ -240,12 +241,13 @@ public sealed partial class BlockServer : IDisposable
     /// <summary>
     /// Runs one step of a session on the tensor thread: handed there directly when the server is idle and
     /// no other session could join it in a batch, else through the server's queue. The returned work
-    /// completes when the step has run.
+    /// completes when the step has run. A step that fails its checks throws before anything changes.
     /// </summary>
     internal StepWork StepAsync(BlockSession session, InferenceStep step)
     {
         var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
         CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
+        CheckValues(step.Hidden!, step.Positions, session.MaxLength);
         if (session.AcceptedTokens + tokens > session.MaxLength)
         {
             throw new RpcException(new Status(StatusCode.OutOfRange,
@@ -316,7 +318,7 @@ public sealed partial class BlockServer : IDisposable
         using var noGrad = no_grad();
         var session = work.Session;
         var tokens = (int)work.Step.Hidden.Shape[1];
-        var (hidden, positions) = DecodeInputs(work.Step.Hidden, work.Step.Positions, session.BatchSize, tokens, session.MaxLength);
+        var (hidden, positions) = DecodeInputs(work.Step.Hidden, work.Step.Positions, session.BatchSize, tokens);
         // one-token steps with low-precision weights run faster without oneDNN (see OneDnn)
         using var dnn = tokens == 1 && Dtype != ScalarType.Float32 ? Model.Runtime.OneDnn.Suspend() : default;
         for (var i = session.Start; i < session.End; i++)
@@ -340,29 +342,12 @@ public sealed partial class BlockServer : IDisposable
     /// <summary>
     /// Runs one-token steps of single-row sessions over the same sub-span, all sent in the same wire dtype,
     /// as one <see cref="Block.ForwardSessions"/>. The rows go from the messages into one tensor and back
-    /// by byte copies, and values are checked on the bytes, so a batch costs the same few torch calls
+    /// by byte copies (their values were checked on arrival), so a batch costs the same few torch calls
     /// however many sessions it holds.
     /// </summary>
     private void RunBatch(IReadOnlyList<StepWork> batch)
     {
-        // a step whose values are bad fails alone; the others still run together
-        var rows = new List<(StepWork Work, long Position)>(batch.Count);
-        foreach (var work in batch)
-        {
-            try
-            {
-                CheckValues(work.Step.Hidden, work.Step.Positions, work.Session.MaxLength);
-                rows.Add((work, work.Step.Positions is { Bytes.Length: > 0 } p ? TensorWire.Int64Range(p).Min : 0));
-            }
-            catch (Exception e)
-            {
-                work.Fail(e);
-            }
-        }
-        if (rows.Count == 0)
-        {
-            return;
-        }
+        var rows = batch.Select(w => (Work: w, Position: w.Step.Positions is { Bytes.Length: > 0 } p ? TensorWire.Int64Range(p).Min : 0)).ToList();
         // rows in session order, so a set of sessions that keeps stepping together keeps its rows
         rows.Sort((a, b) => a.Work.Session.Id.CompareTo(b.Work.Session.Id));
         var good = rows.ConvertAll(r => r.Work);

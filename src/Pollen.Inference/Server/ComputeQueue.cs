@@ -244,8 +244,8 @@ internal sealed class StepWork(BlockSession session, Pollen.Inference.Protos.Inf
 
     /// <summary>
     /// The push of the output to the step's next server, started on the tensor thread as soon as the output
-    /// was encoded (a batched forward's with the batch's other outputs for that server): null when sent,
-    /// else why not. Set before the step completes.
+    /// was encoded (a batched forward's with the batch's other outputs for that server): it yields null when
+    /// sent, else why not. Set before the step completes; null when the step names no next target.
     /// </summary>
     internal Task<string?>? Pushed { get; set; }
 
