@@ -54,7 +54,8 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         {
             throw new InvalidOperationException($"the session holds {Length} tokens and {tokens} more would exceed its maximum length of {maxLength}");
         }
-        var (hidden, positions) = await TensorThread.InvokeAsync(() => EmbedHere(ids)).ConfigureAwait(false);
+        // here, not on the tensor thread: a lookup and two copies cost less than the two thread handoffs
+        var (hidden, positions) = EmbedHere(ids);
         if (_hops.Count == 0)
         {
             _batch = batch;

@@ -106,7 +106,7 @@ public sealed partial class BlockServer
                 // the session is unchanged; its client hears why and carries the step itself
                 Interlocked.Increment(ref _pushesRefused);
                 Log.PushRefused(_logger, refusal);
-                await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }, cancellationToken).ConfigureAwait(false);
+                await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }).ConfigureAwait(false);
                 return;
             }
             else
@@ -115,6 +115,12 @@ public sealed partial class BlockServer
             }
             var hidden = await work.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             session.Outputs.Add(hidden);
+            if (work.Answered is { } answered)
+            {
+                // the last server of a route: the answer was started on the tensor thread, like a push
+                await answered.ConfigureAwait(false);
+                return;
+            }
             string? pushError = null;
             if (work.Pushed is { } pushed)
             {
@@ -130,7 +136,7 @@ public sealed partial class BlockServer
                     return; // the last server of the route answers for the whole chain
                 }
             }
-            await ReplyAsync(session, new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = step.StepId, PushError = pushError ?? "" } }, cancellationToken).ConfigureAwait(false);
+            await ReplyAsync(session, new InferenceReply { Step = new StepResult { Hidden = hidden, StepId = step.StepId, PushError = pushError ?? "" } }).ConfigureAwait(false);
         }
         finally
         {
@@ -160,7 +166,7 @@ public sealed partial class BlockServer
                 }
                 synced.Outputs.Add(output);
             }
-            await ReplyAsync(session, new InferenceReply { Synced = synced }, cancellationToken).ConfigureAwait(false);
+            await ReplyAsync(session, new InferenceReply { Synced = synced }).ConfigureAwait(false);
         }
         finally
         {
@@ -168,8 +174,12 @@ public sealed partial class BlockServer
         }
     }
 
-    private static Task ReplyAsync(BlockSession session, InferenceReply reply, CancellationToken cancellationToken) =>
-        (session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream")))(reply, cancellationToken);
+    private static Task ReplyAsync(BlockSession session, InferenceReply reply) =>
+        (session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream")))(reply);
+
+    /// <summary>Answers <paramref name="work"/> with its output on its session's stream.</summary>
+    private static async Task AnswerAsync(StepWork work, WireTensor output) =>
+        await ReplyAsync(work.Session, new InferenceReply { Step = new StepResult { Hidden = output, StepId = work.Step.StepId } }).ConfigureAwait(false);
 
     /// <summary>Refuses a step that is not the session's next (a step from the client may leave its id 0, meaning the next).</summary>
     private static void CheckStepId(BlockSession session, InferenceStep step, bool pushed)
@@ -282,11 +292,19 @@ public sealed partial class BlockServer
 
     /// <summary>
     /// Sends the outputs of a batched forward on: the steps that name a next target, grouped by its server,
-    /// one message per server. Sets each step's <see cref="StepWork.Pushed"/>; called on the tensor thread
-    /// before the steps complete, and returns without waiting for the network.
+    /// one message per server, and the others' answers to their clients. Sets each step's
+    /// <see cref="StepWork.Pushed"/> or <see cref="StepWork.Answered"/>; called on the tensor thread before
+    /// the steps complete, and returns without waiting for the network.
     /// </summary>
-    private void PushBatch(List<StepWork> works, WireTensor[] outputs)
+    private void SendOn(List<StepWork> works, WireTensor[] outputs)
     {
+        for (var i = 0; i < works.Count; i++)
+        {
+            if (works[i].Step.Next.Count == 0)
+            {
+                works[i].Answered = AnswerAsync(works[i], outputs[i]);
+            }
+        }
         var bound = Enumerable.Range(0, works.Count).Where(i => works[i].Step.Next.Count > 0);
         foreach (var group in bound.GroupBy(i => works[i].Step.Next[0].Address))
         {

@@ -336,6 +336,10 @@ public sealed partial class BlockServer : IDisposable
             // started here, on its way before the step's continuation is even scheduled
             work.Pushed = PushAsync(work.Step.Next[0].Address, [PushOf(work.Step, output)]);
         }
+        else
+        {
+            work.Answered = AnswerAsync(work, output);
+        }
         return output;
     }
 
@@ -394,7 +398,7 @@ public sealed partial class BlockServer : IDisposable
                 outputs[r] = TensorCodec.Encode(outputBytes.Slice(r * rowBytes, rowBytes), shape, wireDtype);
             }
             // on their way to the next servers before the steps' own continuations even start
-            PushBatch(good, outputs);
+            SendOn(good, outputs);
             for (var r = 0; r < good.Count; r++)
             {
                 good[r].Completion.SetResult(outputs[r]);

@@ -99,8 +99,11 @@ internal sealed class BlockSession
     /// <summary>step_id of the last step run (0 before the first): the number of steps run; under <see cref="StepGate"/>.</summary>
     internal ulong LastStepId => (ulong)Outputs.Count;
 
-    /// <summary>Writes a reply on the session's stream; set by the stream handler once the session is open.</summary>
-    internal Func<Protos.InferenceReply, CancellationToken, Task>? Reply { get; set; }
+    /// <summary>
+    /// Writes a reply on the session's stream (ending with it); set by the stream handler once the session is open.
+    /// Called with <see cref="StepGate"/> held: the stream takes one write at a time.
+    /// </summary>
+    internal Func<Protos.InferenceReply, Task>? Reply { get; set; }
 
     /// <summary>Why the session was ended from outside its stream (a bad push), or null.</summary>
     internal Grpc.Core.RpcException? Failure { get; private set; }

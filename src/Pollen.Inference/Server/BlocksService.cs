@@ -56,7 +56,7 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                             },
                         }, linked.Token).ConfigureAwait(false);
                         // pushed steps answer on this stream too (serialized with the client's by the session's gate)
-                        session.Reply = (reply, ct) => responseStream.WriteAsync(reply, ct);
+                        session.Reply = reply => responseStream.WriteAsync(reply, linked.Token);
                         break;
                     case InferenceRequest.KindOneofCase.Step:
                         if (session is null)

@@ -249,6 +249,12 @@ internal sealed class StepWork(BlockSession session, Pollen.Inference.Protos.Inf
     /// </summary>
     internal Task<string?>? Pushed { get; set; }
 
+    /// <summary>
+    /// The answer carrying the output to the session's client, started on the tensor thread as soon as the
+    /// output was encoded when the step names no next target (else null); set before the step completes.
+    /// </summary>
+    internal Task? Answered { get; set; }
+
     internal override void Execute()
     {
         try
