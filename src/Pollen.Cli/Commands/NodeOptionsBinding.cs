@@ -14,6 +14,7 @@ internal sealed class NodeOptionsBinding
     private readonly Option<string?> _home = new("--home") { Description = "Home directory: identity key, checkpoints, state (default ~/.pollen)." };
     private readonly Option<int?> _port = new("--port") { Description = "Swarm port (gRPC); 0 picks a free one (default 0)." };
     private readonly Option<string?> _listen = new("--listen") { Description = "IP address for the swarm port (default 0.0.0.0)." };
+    private readonly Option<int?> _pushPort = new("--push-port") { Description = "Port on which the previous servers of routes push hidden states (TCP); 0 picks a free one, -1 turns it off (default 0)." };
     private readonly Option<int?> _httpPort = new("--http-port") { Description = "HTTP API and dashboard port; 0 picks a free one (default 5000)." };
     private readonly Option<string?> _httpListen = new("--http-listen") { Description = "IP address for the HTTP port (default 0.0.0.0)." };
     private readonly Option<string[]> _initialPeers = new("--initial-peers") { Description = "host:port of peers of the swarm to join; none founds a new swarm.", AllowMultipleArgumentsPerToken = true };
@@ -42,7 +43,7 @@ internal sealed class NodeOptionsBinding
 
     public IEnumerable<Option> All =>
     [
-        _config, _home, _port, _listen, _httpPort, _httpListen, _initialPeers, _announce, _model, _modelId, _preset, _data, _corpusMb, _blocks, _numBlocks,
+        _config, _home, _port, _listen, _pushPort, _httpPort, _httpListen, _initialPeers, _announce, _model, _modelId, _preset, _data, _corpusMb, _blocks, _numBlocks,
         _noTrain, _noServe, _seed, _threads, _batchSize, _seqLen, _innerSteps, _matchmaking, _follow, _noDashboard, _reset, _yes, _dev, _verbose,
     ];
 
@@ -55,6 +56,7 @@ internal sealed class NodeOptionsBinding
             Set(r.GetValue(_home), v => o.Home = v);
             Set(r.GetValue(_port), v => o.Port = v);
             Set(r.GetValue(_listen), v => o.Listen = v);
+            Set(r.GetValue(_pushPort), v => o.PushPort = v);
             Set(r.GetValue(_httpPort), v => o.HttpPort = v);
             Set(r.GetValue(_httpListen), v => o.HttpListen = v);
             if (r.GetValue(_initialPeers) is { Length: > 0 } peers)

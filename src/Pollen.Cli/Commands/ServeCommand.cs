@@ -24,12 +24,17 @@ internal static class ServeCommand
         var modelId = new Option<string?>("--model-id") { Description = "Model id announced to clients (default: the directory name)." };
         var dtype = ModelLoading.DtypeOption();
         var threads = CommonOptions.Threads();
+        var pushPort = new Option<int>("--push-port")
+        {
+            Description = "Port on which the previous servers of routes push hidden states (TCP, next to --port); 0 picks a free one, -1 turns it off (pushes then come over --port).",
+            DefaultValueFactory = _ => 0,
+        };
         var verbose = new Option<bool>("--verbose") { Description = "Log requests (debug level)." };
         var json = CommonOptions.Json();
         var swarm = new SwarmOptionsBinding();
         var command = new Command("serve", "Serve a span of a model's blocks to swarm clients, announced in the DHT, until Ctrl+C.")
         {
-            model, blocks, numBlocks, cacheTokens, modelId, dtype, threads, verbose, json,
+            model, blocks, numBlocks, cacheTokens, modelId, dtype, threads, pushPort, verbose, json,
         };
         foreach (var option in swarm.All)
         {
@@ -58,6 +63,10 @@ internal static class ServeCommand
             {
                 throw new UsageException(e.Message);
             }
+            if (r.GetValue(pushPort) is < -1 or > 65535)
+            {
+                throw new UsageException($"--push-port must be 0..65535, or -1 for none; got {r.GetValue(pushPort)}");
+            }
             if (r.GetValue(blocks) is not null && r.GetValue(numBlocks) is not null)
             {
                 throw new UsageException("give --blocks start:end or --num-blocks N, not both");
@@ -72,6 +81,7 @@ internal static class ServeCommand
                 .ConfigureAwait(false);
             var (start, end) = fixedSpan ?? await ChooseSpanAsync(node, options.ModelId, config, r.GetValue(numBlocks)!.Value, logger, ct).ConfigureAwait(false);
             using var server = BlockServer.Load(directory, start, end, options, ModelLoading.ParseDtype(r.GetValue(dtype)), logger: logging.CreateLogger<BlockServer>());
+            using var lane = ListenForPushes(server, swarmOptions.ListenAddress, r.GetValue(pushPort));
             var throughput = await server.MeasureThroughputAsync().ConfigureAwait(false);
             slot.Server = server;
             await using var announcer = BlockServing.StartAnnouncing(node.Dht, server, throughput, BlockServing.DefaultTtl, TimeProvider.System, logging.CreateLogger("Pollen.Announcer"));
@@ -80,7 +90,7 @@ internal static class ServeCommand
 
             Console.Out.WriteLine($"serving  {options.ModelId} blocks {start}..{end - 1} ({throughput:0} block-steps/s)");
             Console.Out.WriteLine($"peer id  {node.PeerId}");
-            Console.Out.WriteLine($"address  {node.Address}");
+            Console.Out.WriteLine($"address  {node.Address}" + (server.PushPort > 0 ? $" (push lane on port {server.PushPort})" : ""));
             Console.Out.WriteLine($"use it with: --initial-peers {node.Address} --model-id {options.ModelId}   (or --servers {node.Address}@{start}:{end})");
             if (r.GetValue(json))
             {
@@ -92,6 +102,7 @@ internal static class ServeCommand
                     ["end_block"] = end,
                     ["model_id"] = options.ModelId,
                     ["throughput"] = Math.Round(throughput, 1),
+                    ["push_port"] = server.PushPort,
                 });
             }
             var code = await CommonOptions.RunUntilStoppedAsync(ct).ConfigureAwait(false);
@@ -99,6 +110,19 @@ internal static class ServeCommand
             return code;
         }));
         return command;
+    }
+
+    /// <summary>The push lane on <paramref name="port"/> (0: any free port), or none for -1.</summary>
+    private static IDisposable? ListenForPushes(BlockServer server, string listenAddress, int port)
+    {
+        try
+        {
+            return port < 0 ? null : server.ListenForPushes(listenAddress, port);
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new UsageException($"--push-port {port}: cannot listen on {listenAddress}:{port} ({e.Message}); pick another port, 0 for any free one, or -1 for none");
+        }
     }
 
     /// <summary>Blocks served by the fewest peers, from the model's announcements in the DHT.</summary>

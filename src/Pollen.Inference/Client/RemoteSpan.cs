@@ -62,6 +62,7 @@ public sealed class RemoteSpan : IAsyncDisposable
             }
             span.SessionId = reply.Opened.SessionId;
             span.PushToken = reply.Opened.PushToken;
+            span.PushPort = reply.Opened.PushPort <= ushort.MaxValue ? reply.Opened.PushPort : 0;
             return span;
         }
         catch
@@ -82,6 +83,9 @@ public sealed class RemoteSpan : IAsyncDisposable
 
     /// <summary>Whether steps can be pushed into this session by another server.</summary>
     public bool TakesPushes => PushToken.Length > 0 && SessionId.Length > 0;
+
+    /// <summary>The server's push lane port (0: none; pushes to it use the gRPC call).</summary>
+    public uint PushPort { get; private set; }
 
     /// <summary>The step_id the session's next step carries, whoever sends it.</summary>
     public ulong NextStepId => _nextStep + 1;
@@ -118,7 +122,7 @@ public sealed class RemoteSpan : IAsyncDisposable
     }
 
     /// <summary>This session as the target of a push carrying its next step.</summary>
-    public PushTarget AsPushTarget() => new() { Address = Server.Address, SessionId = SessionId, PushToken = PushToken, StepId = NextStepId };
+    public PushTarget AsPushTarget() => new() { Address = Server.Address, SessionId = SessionId, PushToken = PushToken, StepId = NextStepId, PushPort = PushPort };
 
     /// <summary>Counts a step that reached this session by a push and was not answered (a quiet step passed on).</summary>
     internal void CountPushedStep() => _nextStep++;

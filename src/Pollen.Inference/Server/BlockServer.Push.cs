@@ -49,15 +49,21 @@ public sealed partial class BlockServer
     /// <summary>Most steps in one pushed message.</summary>
     internal const int MaxPushBatch = 64;
 
+    /// <summary>Pushed steps of one stream or lane connection running at once before it waits for some to finish.</summary>
+    internal const int MaxPushesInFlight = 4 * MaxPushBatch;
+
     /// <summary>Most next servers this server keeps a push stream open to.</summary>
     private const int MaxPushStreams = 64;
 
     private readonly Lock _pushLock = new();
-    private readonly Dictionary<string, PushStream> _pushStreams = [];
+    private readonly Dictionary<string, IPushConnection> _pushConnections = []; // "grpc host:port" or "lane host:port"
+    private readonly Dictionary<string, long> _unreachableLanes = []; // lane address → until (TickCount64)
     private PeerChannelPool? _pushChannels;
+    private PushLaneListener? _lane;
     private bool _disposing;
     private long _stepsPushed;
     private long _pushMessages;
+    private long _laneMessages;
     private long _pushesReceived;
     private long _pushesRefused;
 
@@ -67,11 +73,47 @@ public sealed partial class BlockServer
     /// <summary>Messages those pushes took (a batched forward's outputs for one next server share one).</summary>
     public long PushMessages => Interlocked.Read(ref _pushMessages);
 
+    /// <summary>Of <see cref="PushMessages"/>, those that went on the next server's push lane.</summary>
+    public long LaneMessages => Interlocked.Read(ref _laneMessages);
+
     /// <summary>Steps that arrived pushed by a previous server.</summary>
     public long PushesReceived => Interlocked.Read(ref _pushesReceived);
 
     /// <summary>Pushed steps refused (unknown session, wrong token, out of order, invalid).</summary>
     public long PushesRefused => Interlocked.Read(ref _pushesRefused);
+
+    /// <summary>The port of this server's push lane (see <see cref="PushLane"/>), told to clients in <c>SessionOpened</c>; 0 when there is none.</summary>
+    public int PushPort => Volatile.Read(ref _lane)?.Port ?? 0;
+
+    /// <summary>
+    /// Starts taking pushes on a TCP port of their own (<paramref name="port"/>, 0 for any free one) on
+    /// <paramref name="listenAddress"/>, next to the gRPC port; sessions opened from then on tell their
+    /// clients about it. Disposing the result stops it (and cuts its connections), as does disposing the server.
+    /// </summary>
+    /// <exception cref="System.Net.Sockets.SocketException">The port cannot be listened on (in use?).</exception>
+    public IDisposable ListenForPushes(string listenAddress, int port)
+    {
+        var lane = new PushLaneListener(System.Net.IPAddress.Parse(listenAddress), port, RunPushedAsync, _options.MaxMessageBytes + (64 << 10),
+            MaxPushesInFlight, _logger);
+        if (Interlocked.CompareExchange(ref _lane, lane, null) is not null)
+        {
+            lane.Dispose();
+            throw new InvalidOperationException("this server already listens for pushes");
+        }
+        return new LaneStop(this, lane);
+    }
+
+    /// <summary>Push-lane connections open now (for tests).</summary>
+    internal int PushLaneConnections => Volatile.Read(ref _lane)?.Connections ?? 0;
+
+    private sealed class LaneStop(BlockServer server, PushLaneListener lane) : IDisposable
+    {
+        public void Dispose()
+        {
+            Interlocked.CompareExchange(ref server._lane, null, lane);
+            lane.Dispose();
+        }
+    }
 
     /// <summary>
     /// Runs a step of <paramref name="session"/> and answers it on the session's stream, pushing the output
@@ -274,9 +316,10 @@ public sealed partial class BlockServer
         }
         foreach (var target in step.Next)
         {
-            if (!PeerAddress.IsValid(target.Address) || target.SessionId.Length is 0 or > 20 || target.PushToken.Length != BlockSession.PushTokenBytes)
+            if (!PeerAddress.IsValid(target.Address) || target.SessionId.Length is 0 or > 20 || target.PushToken.Length != BlockSession.PushTokenBytes
+                || target.PushPort > ushort.MaxValue)
             {
-                throw Invalid("each next target needs a host:port address, a session id and a 16-byte push token");
+                throw Invalid("each next target needs a host:port address, a session id, a 16-byte push token and a push port of at most 65535 (0: none)");
             }
         }
     }
@@ -306,11 +349,11 @@ public sealed partial class BlockServer
             }
         }
         var bound = Enumerable.Range(0, works.Count).Where(i => works[i].Step.Next.Count > 0);
-        foreach (var group in bound.GroupBy(i => works[i].Step.Next[0].Address))
+        foreach (var group in bound.GroupBy(i => (works[i].Step.Next[0].Address, works[i].Step.Next[0].PushPort)))
         {
             foreach (var rows in group.Chunk(MaxPushBatch))
             {
-                var sent = PushAsync(group.Key, [.. rows.Select(i => PushOf(works[i].Step, outputs[i]))]);
+                var sent = PushAsync(group.Key.Address, group.Key.PushPort, [.. rows.Select(i => PushOf(works[i].Step, outputs[i]))]);
                 foreach (var i in rows)
                 {
                     works[i].Pushed = sent;
@@ -319,46 +362,91 @@ public sealed partial class BlockServer
         }
     }
 
-    /// <summary>Writes <paramref name="pushes"/> to <paramref name="address"/> as one message; returns why it could not, or null.</summary>
-    private async Task<string?> PushAsync(string address, List<PushRequest> pushes)
+    /// <summary>
+    /// Writes <paramref name="pushes"/> to the server at <paramref name="address"/> as one message: on its push
+    /// lane when it has one (<paramref name="pushPort"/>) that can be reached, else with the <c>Push</c> call.
+    /// Returns why it could not, or null.
+    /// </summary>
+    private async Task<string?> PushAsync(string address, uint pushPort, List<PushRequest> pushes)
     {
         var message = new PushBatch();
         message.Steps.Add(pushes);
         try
         {
-            await PushStreamTo(address).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
+            var lane = pushPort is > 0 and <= ushort.MaxValue ? PeerAddress.Format(PeerAddress.Host(address), (int)pushPort) : null;
+            if (lane is null || !LaneReachable(lane))
+            {
+                await ConnectionTo("grpc " + address, channels => new PushStream(address, () => channels.Get(address))).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
+            }
+            else
+            {
+                try
+                {
+                    await ConnectionTo("lane " + lane, _ => new PushLaneWriter(PeerAddress.Host(address), (int)pushPort)).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
+                    Interlocked.Increment(ref _laneMessages);
+                }
+                catch (PushLaneUnreachableException e)
+                {
+                    // nothing was sent: this push and the next ones for a while take the gRPC call
+                    lock (_pushLock)
+                    {
+                        _unreachableLanes[lane] = Environment.TickCount64 + (long)PushLane.UnreachableFor.TotalMilliseconds;
+                    }
+                    Log.PushLaneUnreachable(_logger, lane, e.InnerException?.Message ?? e.Message, PushLane.UnreachableFor);
+                    await ConnectionTo("grpc " + address, channels => new PushStream(address, () => channels.Get(address))).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
+                }
+            }
             Interlocked.Add(ref _stepsPushed, pushes.Count);
             Interlocked.Increment(ref _pushMessages);
             return null;
         }
-        catch (Exception e) when (e is RpcException or IOException or HttpRequestException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
+        catch (Exception e) when (e is RpcException or IOException or HttpRequestException or OperationCanceledException or InvalidOperationException
+            or ObjectDisposedException or TimeoutException or System.Net.Sockets.SocketException)
         {
             return $"could not push to {address}: {e.Message}";
         }
     }
 
-    private PushStream PushStreamTo(string address)
+    private bool LaneReachable(string lane)
     {
-        PushStream? evicted = null;
-        PushStream stream;
+        lock (_pushLock)
+        {
+            if (!_unreachableLanes.TryGetValue(lane, out var until))
+            {
+                return true;
+            }
+            if (Environment.TickCount64 < until)
+            {
+                return false;
+            }
+            _unreachableLanes.Remove(lane);
+            return true;
+        }
+    }
+
+    /// <summary>The open push connection called <paramref name="key"/>, made by <paramref name="create"/> if there is none (the least recently used one is closed beyond <see cref="MaxPushStreams"/>).</summary>
+    private IPushConnection ConnectionTo(string key, Func<PeerChannelPool, IPushConnection> create)
+    {
+        IPushConnection? evicted = null;
+        IPushConnection connection;
         lock (_pushLock)
         {
             ObjectDisposedException.ThrowIf(_disposing, this);
             _pushChannels ??= new PeerChannelPool(_options.MaxMessageBytes + (64 << 10), _options.PushTimeout, MaxPushStreams);
-            if (!_pushStreams.TryGetValue(address, out stream!))
+            if (!_pushConnections.TryGetValue(key, out connection!))
             {
-                if (_pushStreams.Count >= MaxPushStreams)
+                if (_pushConnections.Count >= MaxPushStreams)
                 {
-                    evicted = _pushStreams.Values.MinBy(s => s.LastUsed);
-                    _pushStreams.Remove(evicted!.Address);
+                    var oldest = _pushConnections.MinBy(c => c.Value.LastUsed);
+                    _pushConnections.Remove(oldest.Key);
+                    evicted = oldest.Value;
                 }
-                var channels = _pushChannels;
-                stream = _pushStreams[address] = new PushStream(address, () => channels.Get(address));
+                connection = _pushConnections[key] = create(_pushChannels);
             }
-            stream.LastUsed = Environment.TickCount64;
+            connection.LastUsed = Environment.TickCount64;
         }
         evicted?.Close();
-        return stream;
+        return connection;
     }
 
     private void DisposePushStreams()
@@ -366,15 +454,32 @@ public sealed partial class BlockServer
         lock (_pushLock)
         {
             _disposing = true;
-            foreach (var stream in _pushStreams.Values)
+            foreach (var connection in _pushConnections.Values)
             {
-                stream.Close();
+                connection.Close();
             }
-            _pushStreams.Clear();
+            _pushConnections.Clear();
+            Interlocked.Exchange(ref _lane, null)?.Dispose();
             _pushChannels?.Dispose();
             _pushChannels = null;
         }
     }
+}
+
+/// <summary>A way to push to one next server: a gRPC <c>Push</c> stream or a push-lane connection.</summary>
+internal interface IPushConnection : IDisposable
+{
+    /// <summary>"host:port" it goes to.</summary>
+    string Address { get; }
+
+    /// <summary>When it was last chosen for a push, in <see cref="Environment.TickCount64"/> milliseconds; under the server's push lock.</summary>
+    long LastUsed { get; set; }
+
+    /// <summary>Writes <paramref name="message"/>, connecting first if needed, within <paramref name="timeout"/>.</summary>
+    Task WriteAsync(PushBatch message, TimeSpan timeout);
+
+    /// <summary>Closes it in the background once no write is under way; later writes fail.</summary>
+    void Close();
 }
 
 /// <summary>
@@ -382,19 +487,20 @@ public sealed partial class BlockServer
 /// take turns; a write that fails ends the stream, and the next write opens a new one (it is never retried:
 /// the message may have arrived, and a step must not run twice).
 /// </summary>
-internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChannel> channel) : IDisposable
+internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChannel> channel) : IPushConnection
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private AsyncClientStreamingCall<PushBatch, PushReply>? _call;
     private bool _closed;
 
-    internal string Address => address;
+    /// <inheritdoc/>
+    public string Address => address;
 
-    /// <summary>When it was last chosen for a push, in <see cref="Environment.TickCount64"/> milliseconds; under the server's push lock.</summary>
-    internal long LastUsed { get; set; }
+    /// <inheritdoc/>
+    public long LastUsed { get; set; }
 
     /// <summary>Writes <paramref name="message"/>, opening the stream if needed, within <paramref name="timeout"/>.</summary>
-    internal async Task WriteAsync(PushBatch message, TimeSpan timeout)
+    public async Task WriteAsync(PushBatch message, TimeSpan timeout)
     {
         using var cancel = new CancellationTokenSource(timeout);
         await _gate.WaitAsync(cancel.Token).ConfigureAwait(false);
@@ -421,7 +527,7 @@ internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChanne
     }
 
     /// <summary>Ends the stream in the background (the next server may be gone; nobody waits for it).</summary>
-    internal void Close() => _ = CloseWhenIdleAsync();
+    public void Close() => _ = CloseWhenIdleAsync();
 
     /// <summary>Same as <see cref="Close"/>; later writes fail.</summary>
     public void Dispose() => Close();

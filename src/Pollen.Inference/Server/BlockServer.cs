@@ -334,7 +334,7 @@ public sealed partial class BlockServer : IDisposable
         if (work.Step.Next.Count > 0)
         {
             // started here, on its way before the step's continuation is even scheduled
-            work.Pushed = PushAsync(work.Step.Next[0].Address, [PushOf(work.Step, output)]);
+            work.Pushed = PushAsync(work.Step.Next[0].Address, work.Step.Next[0].PushPort, [PushOf(work.Step, output)]);
         }
         else
         {

@@ -19,10 +19,12 @@ namespace Pollen.Inference.Server;
 public sealed class BlockServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly IDisposable? _lane;
 
-    private BlockServerHost(WebApplication app, BlockServer server, string address)
+    private BlockServerHost(WebApplication app, IDisposable? lane, BlockServer server, string address)
     {
         _app = app;
+        _lane = lane;
         Server = server;
         Address = address;
     }
@@ -33,9 +35,15 @@ public sealed class BlockServerHost : IAsyncDisposable
     /// <summary>"host:port" clients dial.</summary>
     public string Address { get; }
 
-    /// <summary>Starts serving on <paramref name="listenAddress"/>:<paramref name="port"/> (0 for an ephemeral port).</summary>
+    /// <summary>Stops the push lane alone (its connections are cut); the servers before this one push over gRPC from then on.</summary>
+    internal void StopPushLane() => _lane?.Dispose();
+
+    /// <summary>
+    /// Starts serving on <paramref name="listenAddress"/>:<paramref name="port"/> (0 for an ephemeral port), with
+    /// a push lane on another ephemeral port unless <paramref name="pushLane"/> is false.
+    /// </summary>
     public static async Task<BlockServerHost> StartAsync(BlockServer server, string listenAddress = "127.0.0.1", int port = 0,
-        ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+        ILoggerFactory? loggerFactory = null, bool pushLane = true, CancellationToken cancellationToken = default)
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         var max = server.Options.MaxMessageBytes + (64 << 10);
@@ -46,12 +54,14 @@ public sealed class BlockServerHost : IAsyncDisposable
         var app = builder.Build();
         blocks.Map(app);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        return new BlockServerHost(app, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), GrpcHost.BoundPort(app)));
+        var lane = pushLane ? server.ListenForPushes(listenAddress, 0) : null;
+        return new BlockServerHost(app, lane, server, PeerAddress.Format(PeerAddress.DefaultHost(IPAddress.Parse(listenAddress)), GrpcHost.BoundPort(app)));
     }
 
-    /// <summary>Stops at once: open streams are aborted (what a client sees when a server dies). The server itself is not disposed.</summary>
+    /// <summary>Stops at once: the push lane's connections are cut and open streams aborted (what a client sees when a server dies). The server itself is not disposed.</summary>
     public async ValueTask DisposeAsync()
     {
+        _lane?.Dispose();
         using var abort = new CancellationTokenSource();
         await abort.CancelAsync().ConfigureAwait(false);
         try

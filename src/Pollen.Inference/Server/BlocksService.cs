@@ -14,9 +14,6 @@ namespace Pollen.Inference.Server;
 /// </summary>
 internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksService> logger) : Blocks.BlocksBase
 {
-    /// <summary>Pushed steps of one stream running at once before the stream waits for some to finish.</summary>
-    private const int MaxPushesInFlight = 4 * BlockServer.MaxPushBatch;
-
     // one instance per call: a call keeps the server it started with even if the slot changes
     private readonly BlockServer _server = slot.Server ?? throw new RpcException(new Status(StatusCode.Unavailable, "this server is not serving blocks (loading or stopping)"));
 
@@ -53,6 +50,7 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                                 SessionId = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
                                 FreeCacheTokens = _server.FreeCacheTokens,
                                 PushToken = Google.Protobuf.ByteString.CopyFrom(session.PushToken),
+                                PushPort = (uint)_server.PushPort,
                             },
                         }, linked.Token).ConfigureAwait(false);
                         // pushed steps answer on this stream too (serialized with the client's by the session's gate)
@@ -119,7 +117,7 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                 {
                     running.Add(_server.RunPushedAsync(push));
                 }
-                while (running.Count > MaxPushesInFlight)
+                while (running.Count > BlockServer.MaxPushesInFlight)
                 {
                     running.Remove(await Task.WhenAny(running).ConfigureAwait(false));
                 }

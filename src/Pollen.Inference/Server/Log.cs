@@ -22,4 +22,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 305, Level = LogLevel.Information, Message = "Refused a pushed step: {Reason}")]
     internal static partial void PushRefused(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Information, Message = "Closed a push-lane connection from {Remote}: {Reason}")]
+    internal static partial void PushLaneClosed(ILogger logger, string remote, string reason);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Information, Message = "Could not connect to the push lane at {Lane} ({Reason}); pushes to it go through gRPC for {For}")]
+    internal static partial void PushLaneUnreachable(ILogger logger, string lane, string reason, TimeSpan @for);
 }

@@ -34,6 +34,15 @@ public sealed partial class NodeHost
             _server.Dispose();
             return ValueTask.CompletedTask;
         });
+        if (_options.PushPort >= 0)
+        {
+            var lane = _server.ListenForPushes(_options.Listen, _options.PushPort);
+            _teardown.Add(() =>
+            {
+                lane.Dispose();
+                return ValueTask.CompletedTask;
+            });
+        }
         var throughput = await _server.MeasureThroughputAsync().ConfigureAwait(false);
         _slot!.Server = _server;
         _announcer = BlockServing.StartAnnouncing(_node.Dht, _server, throughput, BlockServing.DefaultTtl, _time, _logging.CreateLogger("Pollen.Announcer"), () => AnnouncedSpan, _preferredSpan);

@@ -23,6 +23,13 @@ public sealed class NodeOptions
     /// <summary>IP address the swarm port binds to. Default <c>0.0.0.0</c>.</summary>
     public string Listen { get; set; } = "0.0.0.0";
 
+    /// <summary>
+    /// Port of the push lane, on which the servers before this one in clients' routes push hidden states (TCP,
+    /// next to the swarm port); 0 picks a free one, -1 turns it off (pushes then come over the swarm port).
+    /// Default 0.
+    /// </summary>
+    public int PushPort { get; set; }
+
     /// <summary>HTTP API and web dashboard port; 0 picks a free one. Default 5000.</summary>
     public int HttpPort { get; set; } = 5000;
 
@@ -174,6 +181,7 @@ public sealed class NodeOptions
         Check(!string.IsNullOrWhiteSpace(Home), "--home must not be empty");
         Check(Port is >= 0 and <= 65535, $"--port must be 0..65535 (got {Port})");
         Check(HttpPort is >= 0 and <= 65535, $"--http-port must be 0..65535 (got {HttpPort})");
+        Check(PushPort is >= -1 and <= 65535, $"--push-port must be 0..65535, or -1 for none (got {PushPort})");
         Check(System.Net.IPAddress.TryParse(Listen, out _), $"--listen '{Listen}' is not an IP address");
         Check(System.Net.IPAddress.TryParse(HttpListen, out _), $"--http-listen '{HttpListen}' is not an IP address");
         foreach (var peer in InitialPeers)

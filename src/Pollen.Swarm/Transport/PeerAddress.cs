@@ -18,6 +18,13 @@ public static class PeerAddress
         && uri.Port is > 0 and <= 65535
         && address.EndsWith(":" + uri.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
 
+    /// <summary>The host of a valid "host:port" (an IPv6 literal without its brackets).</summary>
+    public static string Host(string address)
+    {
+        var uri = new Uri("http://" + address);
+        return uri.HostNameType == UriHostNameType.IPv6 ? uri.Host.Trim('[', ']') : uri.Host;
+    }
+
     /// <summary>Joins a host and a port, bracketing IPv6 literals.</summary>
     public static string Format(string host, int port) =>
         IPAddress.TryParse(host, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{host}]:{port}" : $"{host}:{port}";

@@ -43,7 +43,7 @@ internal sealed class InferenceSwarm : IAsyncDisposable
     public IReadOnlyList<ServerSpan> Spans { get; private set; } = [];
 
     public static async Task<InferenceSwarm> StartAsync(ModelConfig config, IEnumerable<(int Start, int End)> spans, BlockServerOptions? options = null,
-        TimeProvider? time = null, int seed = 5)
+        TimeProvider? time = null, int seed = 5, bool pushLanes = true)
     {
         var files = new CheckpointTestFiles();
         manual_seed(seed);
@@ -55,7 +55,7 @@ internal sealed class InferenceSwarm : IAsyncDisposable
         foreach (var (start, end) in spans)
         {
             var server = BlockServer.Load(files.Directory, start, end, options ?? new BlockServerOptions(), time: time);
-            var host = await BlockServerHost.StartAsync(server);
+            var host = await BlockServerHost.StartAsync(server, pushLane: pushLanes);
             swarm._hosts.Add(host);
             list.Add(new ServerSpan(host.Address, start, end));
         }

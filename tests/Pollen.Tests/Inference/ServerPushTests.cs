@@ -24,10 +24,12 @@ public class ServerPushTests
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
-    public async Task StepsTravelServerToServerAndGenerationEqualsLocal()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task StepsTravelServerToServerAndGenerationEqualsLocal(bool pushLanes)
     {
-        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 2), (2, 3), (3, 4)]);
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 1), (1, 2), (2, 3), (3, 4)], pushLanes: pushLanes);
         var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
         using (var model = swarm.Client())
         {
@@ -40,6 +42,7 @@ public class ServerPushTests
         Assert.All(servers[..3], s => Assert.Equal(steps, s.StepsPushed));
         Assert.All(servers[1..], s => Assert.Equal(steps, s.PushesReceived));
         Assert.All(servers[..3], s => Assert.Equal(steps, s.PushMessages)); // a lone session's steps are not batched
+        Assert.All(servers[..3], s => Assert.Equal(pushLanes ? steps : 0, s.LaneMessages)); // else the Push call
         Assert.Equal(0, servers[3].StepsPushed);
         Assert.Equal(0, servers[0].PushesReceived);
 

@@ -1,0 +1,415 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Pollen.Inference.Protos;
+
+namespace Pollen.Inference.Server;
+
+/// <summary>
+/// The push lane: pushed steps as bare frames on a TCP connection of their own, next to the gRPC port. A
+/// connection starts with the 8 bytes <see cref="Magic"/>; each frame is a 4-byte little-endian length, then
+/// a <see cref="PushBatch"/> of that many bytes. Nothing is ever sent back: what happens to a pushed step is
+/// told to its client on the session's stream, exactly as for the <c>Push</c> call.
+/// </summary>
+/// <remarks>
+/// A push through gRPC crosses several threads on each side — the HTTP/2 connection's writer, the socket's
+/// event thread, Kestrel's connection loop, the handler's continuation — and on a loaded machine each one
+/// that has gone to sleep costs tens of microseconds to wake, several times per message. On the lane the
+/// tensor thread that made the output writes the frame itself (a send that completes at once unless the
+/// socket's buffer is full), and on the other side a thread of the connection's own, blocked in a read,
+/// checks the frame and hands the steps to the tensor thread: one wake on the way instead of four or five.
+/// A server takes at most <see cref="MaxConnections"/> connections (one per previous server is the normal
+/// case), frames are capped like gRPC messages, and a connection that sends anything malformed is closed.
+/// </remarks>
+internal static class PushLane
+{
+    /// <summary>The first bytes of every connection: the protocol and its version.</summary>
+    internal static ReadOnlySpan<byte> Magic => "POLLENP1"u8;
+
+    /// <summary>Most connections a server keeps open; more are closed as they arrive.</summary>
+    internal const int MaxConnections = 64;
+
+    /// <summary>A connection that carries nothing for this long is closed (the writer reconnects when it next pushes).</summary>
+    internal static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(10);
+
+    /// <summary>A writer that has not pushed for this long reconnects first, well before the other side closes it as idle.</summary>
+    internal static readonly TimeSpan WriterIdleLimit = TimeSpan.FromMinutes(1);
+
+    /// <summary>How long a writer waits to connect; a lane that cannot be reached is skipped for <see cref="UnreachableFor"/>.</summary>
+    internal static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the pushes to a server whose lane could not be reached go through gRPC instead.</summary>
+    internal static readonly TimeSpan UnreachableFor = TimeSpan.FromMinutes(1);
+
+    /// <summary><paramref name="message"/> as one frame (length prefix included), preceded by <see cref="Magic"/> when <paramref name="first"/>.</summary>
+    internal static byte[] Frame(PushBatch message, bool first)
+    {
+        var size = message.CalculateSize();
+        var offset = first ? Magic.Length : 0;
+        var frame = new byte[offset + 4 + size];
+        if (first)
+        {
+            Magic.CopyTo(frame);
+        }
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(offset), size);
+        message.WriteTo(frame.AsSpan(offset + 4));
+        return frame;
+    }
+}
+
+/// <summary>Could not connect to a server's push lane; nothing was sent, so the push may go another way.</summary>
+internal sealed class PushLaneUnreachableException(string message, Exception inner) : IOException(message, inner);
+
+/// <summary>
+/// Accepts push-lane connections on one port and runs the steps they carry through
+/// <see cref="BlockServer.RunPushedAsync"/>. Each connection has a thread of its own, blocked in its reads.
+/// </summary>
+internal sealed class PushLaneListener : IDisposable
+{
+    private readonly Socket _listener;
+    private readonly Func<PushRequest, Task> _run;
+    private readonly int _maxFrameBytes;
+    private readonly int _maxInFlight;
+    private readonly ILogger _logger;
+    private readonly HashSet<Socket> _connections = [];
+    private readonly Lock _lock = new();
+    private bool _disposed;
+
+    /// <summary>Listens on <paramref name="address"/>:<paramref name="port"/> (0: any free port) and starts accepting.</summary>
+    internal PushLaneListener(IPAddress address, int port, Func<PushRequest, Task> run, int maxFrameBytes, int maxInFlight, ILogger logger)
+    {
+        _run = run;
+        _maxFrameBytes = maxFrameBytes;
+        _maxInFlight = maxInFlight;
+        _logger = logger;
+        _listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            _listener.Bind(new IPEndPoint(address, port));
+            _listener.Listen(PushLane.MaxConnections);
+        }
+        catch
+        {
+            _listener.Dispose();
+            throw;
+        }
+        Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+        new Thread(Accept) { IsBackground = true, Name = "pollen-push-accept" }.Start();
+    }
+
+    /// <summary>The port listened on.</summary>
+    internal int Port { get; }
+
+    /// <summary>Connections open now.</summary>
+    internal int Connections
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
+    private void Accept()
+    {
+        while (true)
+        {
+            Socket connection;
+            try
+            {
+                connection = _listener.Accept();
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                lock (_lock)
+                {
+                    if (_disposed)
+                    {
+                        return;
+                    }
+                }
+                // out of file descriptors, or a connection reset before it was taken: back off, go on
+                Log.UnexpectedError(_logger, e);
+                Thread.Sleep(100);
+                continue;
+            }
+            bool taken;
+            lock (_lock)
+            {
+                taken = !_disposed && _connections.Count < PushLane.MaxConnections && _connections.Add(connection);
+            }
+            if (!taken)
+            {
+                Closed(Describe(connection), $"more than {PushLane.MaxConnections} connections");
+                connection.Dispose();
+                continue;
+            }
+            new Thread(() => Serve(connection), 256 << 10) { IsBackground = true, Name = "pollen-push-lane" }.Start();
+        }
+    }
+
+    /// <summary>Reads frames until the connection ends or sends something malformed, then closes it.</summary>
+    private void Serve(Socket connection)
+    {
+        var remote = Describe(connection);
+        var running = new List<Task>();
+        try
+        {
+            connection.NoDelay = true;
+            connection.ReceiveTimeout = (int)PushLane.IdleTimeout.TotalMilliseconds;
+            var header = new byte[PushLane.Magic.Length];
+            if (!ReadExactly(connection, header))
+            {
+                return;
+            }
+            if (!header.AsSpan().SequenceEqual(PushLane.Magic))
+            {
+                Closed(remote, "it did not start with the push-lane magic bytes");
+                return;
+            }
+            while (ReadExactly(connection, header.AsSpan(0, 4)))
+            {
+                var length = BinaryPrimitives.ReadInt32LittleEndian(header);
+                if (length <= 0 || length > _maxFrameBytes)
+                {
+                    Closed(remote, $"a frame of {length} bytes (1..{_maxFrameBytes} allowed)");
+                    return;
+                }
+                var body = new byte[length];
+                if (!ReadExactly(connection, body))
+                {
+                    Closed(remote, "the connection ended inside a frame");
+                    return;
+                }
+                PushBatch batch;
+                try
+                {
+                    batch = PushBatch.Parser.ParseFrom(body);
+                }
+                catch (InvalidProtocolBufferException e)
+                {
+                    Closed(remote, $"a frame that is not a push batch ({e.Message})");
+                    return;
+                }
+                if (batch.Steps.Count is 0 or > BlockServer.MaxPushBatch)
+                {
+                    Closed(remote, $"a push batch of {batch.Steps.Count} steps (1..{BlockServer.MaxPushBatch} allowed)");
+                    return;
+                }
+                running.RemoveAll(t => t.IsCompleted);
+                foreach (var push in batch.Steps)
+                {
+                    running.Add(_run(push)); // never throws; returns at its first wait (for the step's turn or its output)
+                }
+                while (running.Count > _maxInFlight)
+                {
+                    running.RemoveAt(Task.WaitAny([.. running]));
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            // cut, idle too long, or the listener is closing
+        }
+        catch (Exception e)
+        {
+            // a thread of its own: whatever went wrong ends this connection, never the server
+            Log.UnexpectedError(_logger, e);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _connections.Remove(connection);
+            }
+            connection.Dispose();
+        }
+    }
+
+    private void Closed(string remote, string reason) => Log.PushLaneClosed(_logger, remote, reason);
+
+    /// <summary>Fills <paramref name="buffer"/>; false if the connection ended cleanly before its first byte.</summary>
+    private static bool ReadExactly(Socket connection, Span<byte> buffer)
+    {
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            var got = connection.Receive(buffer[read..]);
+            if (got == 0)
+            {
+                if (read == 0)
+                {
+                    return false;
+                }
+                throw new IOException("the connection ended inside a frame");
+            }
+            read += got;
+        }
+        return true;
+    }
+
+    private static string Describe(Socket connection)
+    {
+        try
+        {
+            return connection.RemoteEndPoint?.ToString() ?? "?";
+        }
+        catch (SocketException)
+        {
+            return "?";
+        }
+    }
+
+    /// <summary>Stops listening and cuts every connection (what a writer sees when the server dies).</summary>
+    public void Dispose()
+    {
+        List<Socket> open;
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            open = [.. _connections];
+        }
+        _listener.Dispose();
+        foreach (var connection in open)
+        {
+            try
+            {
+                connection.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+            }
+            connection.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// This server's connection to the push lane of one next server, shared by all sessions whose next hop it
+/// is. Writes take turns and are normally made by the tensor thread itself; a write that fails closes the
+/// connection and the next one reconnects (it is never retried: the frame may have arrived).
+/// </summary>
+internal sealed class PushLaneWriter(string host, int port) : IPushConnection
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Socket? _socket;
+    private NetworkStream? _stream;
+    private long _lastWrite;
+    private bool _closed;
+
+    /// <summary>"host:port" of the lane.</summary>
+    public string Address { get; } = Pollen.Swarm.Transport.PeerAddress.Format(host, port);
+
+    /// <inheritdoc/>
+    public long LastUsed { get; set; }
+
+    /// <summary>
+    /// Writes <paramref name="message"/>, connecting first if needed, within <paramref name="timeout"/>.
+    /// Throws <see cref="PushLaneUnreachableException"/> when it could not connect (nothing was sent).
+    /// </summary>
+    public async Task WriteAsync(PushBatch message, TimeSpan timeout)
+    {
+        if (!_gate.Wait(0) && !await _gate.WaitAsync(timeout).ConfigureAwait(false))
+        {
+            throw new TimeoutException($"the push lane to {Address} stayed busy for {timeout}");
+        }
+        try
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            var first = false;
+            if (_stream is null || Stale())
+            {
+                Drop();
+                await ConnectAsync(timeout).ConfigureAwait(false);
+                first = true;
+            }
+            var frame = PushLane.Frame(message, first);
+            var write = _stream!.WriteAsync(frame);
+            if (write.IsCompletedSuccessfully)
+            {
+                write.GetAwaiter().GetResult(); // the usual case: the socket took it at once, on this thread
+            }
+            else
+            {
+                await write.AsTask().WaitAsync(timeout).ConfigureAwait(false);
+            }
+            _lastWrite = Environment.TickCount64;
+        }
+        catch (Exception e) when (e is not PushLaneUnreachableException)
+        {
+            Drop();
+            throw;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Whether the connection is unusable: the other side closed it (the lane never sends, so readable means closed) or it sat idle long enough to be closed soon.</summary>
+    private bool Stale()
+    {
+        try
+        {
+            return Environment.TickCount64 - _lastWrite > PushLane.WriterIdleLimit.TotalMilliseconds || _socket!.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    private async Task ConnectAsync(TimeSpan timeout)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var cancel = new CancellationTokenSource(timeout < PushLane.ConnectTimeout ? timeout : PushLane.ConnectTimeout);
+        try
+        {
+            await socket.ConnectAsync(host, port, cancel.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            socket.Dispose();
+            throw new PushLaneUnreachableException($"could not connect to the push lane at {Address}: {e.Message}", e);
+        }
+        _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+    }
+
+    private void Drop()
+    {
+        _stream?.Dispose();
+        _socket?.Dispose();
+        (_stream, _socket) = (null, null);
+    }
+
+    /// <inheritdoc/>
+    public void Close() => _ = CloseWhenIdleAsync();
+
+    /// <inheritdoc/>
+    public void Dispose() => Close();
+
+    private async Task CloseWhenIdleAsync()
+    {
+        try
+        {
+            await _gate.WaitAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // closed already
+        }
+        _closed = true;
+        Drop();
+        _gate.Release();
+        _gate.Dispose(); // a write that comes later fails at once
+    }
+}

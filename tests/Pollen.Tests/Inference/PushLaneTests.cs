@@ -1,0 +1,137 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using Google.Protobuf;
+using Pollen.Inference.Protos;
+using Pollen.Inference.Server;
+using Pollen.Model.Generation;
+using Pollen.Tests.Model;
+
+namespace Pollen.Tests.Inference;
+
+/// <summary>The push lane: pushed steps as bare frames on a TCP port of their own.</summary>
+[Collection(nameof(InferenceSerial))]
+public class PushLaneTests
+{
+    private static readonly GenerationOptions Greedy = new() { MaxNewTokens = 24, StopAtEos = false };
+
+    private static readonly int[] Prompt = [3, 17, 5, 22, 9];
+
+    private static readonly Pollen.Model.Config.ModelConfig Config = ModelTestConfigs.Tiny() with { NumHiddenLayers = 4 };
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static TheoryData<string, byte[]> Malformed => new()
+    {
+        { "wrong magic", "POLLENP2"u8.ToArray() },
+        { "a frame longer than a message may be", [.. PushLane.Magic, .. Length(int.MaxValue)] },
+        { "an empty frame", [.. PushLane.Magic, .. Length(0)] },
+        { "a negative length", [.. PushLane.Magic, .. Length(-5)] },
+        { "a frame that is not protobuf", [.. PushLane.Magic, .. Length(4), 0xFF, 0xFF, 0xFF, 0xFF] },
+        { "a batch of no steps", [.. PushLane.Magic, .. Length(2), 0x10, 0x01] }, // only an unknown field
+        { "a connection cut inside a frame", [.. PushLane.Magic, .. Length(100), 1, 2, 3] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Malformed))]
+    public async Task AConnectionSendingGarbageIsClosedAndTheServerGoesOn(string what, byte[] bytes)
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (2, 4)]);
+        var server = swarm.Hosts[1]!.Server;
+        using (var socket = await ConnectAsync(server.PushPort))
+        {
+            await socket.SendAsync(bytes, Ct);
+            if (what.Contains("cut", StringComparison.Ordinal))
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            // the server closes its side (while this one stays open): the read ends without data
+            Assert.Equal(0, await socket.ReceiveAsync(new byte[1], Ct));
+        }
+        Assert.Equal(0, server.PushesReceived);
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
+        using var model = swarm.Client();
+        var remote = await TextGenerator.GenerateToEndAsync(model, null, Prompt, Greedy, Ct);
+        Assert.True(local.Ids.SequenceEqual(remote.Ids), $"after {what}, generation differs from local");
+        Assert.Equal(Greedy.MaxNewTokens - 1, swarm.Hosts[0]!.Server.LaneMessages);
+        Assert.Equal(Greedy.MaxNewTokens - 1, server.PushesReceived);
+    }
+
+    [Fact]
+    public async Task AWellFormedPushForNoSessionIsDroppedAndTheConnectionStaysOpen()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
+        var server = swarm.Hosts[0]!.Server;
+        using var socket = await ConnectAsync(server.PushPort);
+        var batch = new PushBatch();
+        batch.Steps.Add(new PushRequest { SessionId = "12345", PushToken = ByteString.CopyFrom(new byte[16]), Step = new InferenceStep() });
+        await socket.SendAsync(PushLane.Frame(batch, first: true), Ct);
+        await socket.SendAsync(PushLane.Frame(batch, first: false), Ct);
+        // the connection is still open after two pushes: a third frame arrives and is dropped too
+        await socket.SendAsync(PushLane.Frame(batch, first: false), Ct);
+        socket.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, await socket.ReceiveAsync(new byte[1], Ct)); // closed only once this side ended
+        Assert.Equal(3, server.PushesRefused);
+        Assert.Equal(0, server.PushesReceived);
+    }
+
+    [Fact]
+    public async Task ConnectionsBeyondTheLimitAreClosed()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
+        var server = swarm.Hosts[0]!.Server;
+        var open = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < PushLane.MaxConnections; i++)
+            {
+                open.Add(await ConnectAsync(server.PushPort));
+            }
+            using var extra = await ConnectAsync(server.PushPort);
+            Assert.Equal(0, await extra.ReceiveAsync(new byte[1], Ct)); // refused by closing
+            Assert.Equal(PushLane.MaxConnections, server.PushLaneConnections);
+        }
+        finally
+        {
+            open.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task PushesGoOverGrpcOnceALaneCannotBeReached()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (2, 4)]);
+        var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
+        using var model = swarm.Client();
+        var ids = new List<int>();
+        long onLane = 0;
+        await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, Greedy, Ct))
+        {
+            ids.Add(token.Id);
+            if (ids.Count == 8)
+            {
+                onLane = swarm.Hosts[0]!.Server.LaneMessages;
+                swarm.Hosts[1]!.StopPushLane(); // as if a firewall closed the port: the gRPC port still works
+            }
+        }
+        Assert.Equal(local.Ids, ids);
+        var first = swarm.Hosts[0]!.Server;
+        Assert.True(onLane >= 6, $"only {onLane} messages went on the lane before it stopped");
+        Assert.Equal(onLane, first.LaneMessages); // none since
+        Assert.True(first.PushMessages > onLane, "the pushes after the lane stopped did not go over gRPC");
+    }
+
+    private static byte[] Length(int length)
+    {
+        var bytes = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(bytes, length);
+        return bytes;
+    }
+
+    private static async Task<Socket> ConnectAsync(int port)
+    {
+        Assert.True(port > 0, "the server has no push lane");
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", port, Ct);
+        return socket;
+    }
+}
