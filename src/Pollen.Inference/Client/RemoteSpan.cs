@@ -111,6 +111,25 @@ public sealed class RemoteSpan : IAsyncDisposable
     }
 
     /// <summary>
+    /// Sends the next step like <see cref="SendStepAsync"/>, but as a push on the server's push lane, when it
+    /// has one that can be reached: it then runs as a pushed step, checked against this session's push token.
+    /// False when it is to go on the stream instead (nothing was sent); throws if the write failed.
+    /// </summary>
+    internal Task<bool> PushStepAsync(Wire.PushLaneWriters lanes, WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet,
+        Microsoft.Extensions.Logging.ILogger logger)
+    {
+        if (PushPort == 0 || !TakesPushes)
+        {
+            return Task.FromResult(false);
+        }
+        var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId, Quiet = quiet };
+        step.Next.Add(next);
+        var message = new PushBatch();
+        message.Steps.Add(new PushRequest { SessionId = SessionId, PushToken = PushToken, Step = step });
+        return lanes.TryWriteAsync(Server.Address, PushPort, message, _stepTimeout, logger);
+    }
+
+    /// <summary>
     /// Reads the reply to the next step, which was sent by <see cref="SendStepAsync"/> or pushed by the previous
     /// server; <paramref name="input"/> is what the step's input is known to be (for the shape check). Returns the
     /// output and, when the step named next targets, why its output could not be pushed on (null if it was).

@@ -103,9 +103,25 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
     {
         var hidden = _embeddings[step - 1];
         var spans = _hops.ConvertAll(h => h.Span!);
+        var next = spans.Skip(1).Select(s => s.AsPushTarget()).ToList();
+        bool onLane;
         try
         {
-            await spans[0].SendStepAsync(hidden, _positions[step - 1], spans.Skip(1).Select(s => s.AsPushTarget()), quiet: true, cancellationToken).ConfigureAwait(false);
+            // on the first server's push lane when it has one (written on this thread, read there by a thread
+            // of its own), else on the session's stream
+            onLane = await spans[0].PushStepAsync(model.Lanes, hidden, _positions[step - 1], next, quiet: true, model.Logger).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or TimeoutException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
+        {
+            // the lane broke: the step may or may not have arrived; the session's stream tells which
+            return await InterruptedAsync(0, "did not take the step on its push lane", e.Message).ConfigureAwait(false);
+        }
+        try
+        {
+            if (!onLane)
+            {
+                await spans[0].SendStepAsync(hidden, _positions[step - 1], next, quiet: true, cancellationToken).ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (IsHopFailure(e, cancellationToken))
         {

@@ -84,6 +84,9 @@ public sealed class SwarmModel : ICausalLM, IDisposable
 
     internal Grpc.Net.Client.GrpcChannel Channel(string address) => _channels.Get(address);
 
+    /// <summary>Connections to the first servers' push lanes, on which quiet steps are sent.</summary>
+    internal Wire.PushLaneWriters Lanes { get; } = new();
+
     /// <inheritdoc/>
     public IDecodingSession OpenSession(int maxLength) => new SwarmDecodingSession(this, Math.Min(maxLength, Config.MaxPositionEmbeddings));
 
@@ -185,6 +188,7 @@ public sealed class SwarmModel : ICausalLM, IDisposable
     public void Dispose()
     {
         _channels.Dispose();
+        Lanes.Dispose();
         Ends.Dispose();
     }
 }

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
 using Pollen.Inference.Protos;
+using Pollen.Inference.Wire;
 using Pollen.Swarm.Transport;
 using WireTensor = Pollen.Swarm.Protos.Tensor;
 
@@ -56,8 +57,8 @@ public sealed partial class BlockServer
     private const int MaxPushStreams = 64;
 
     private readonly Lock _pushLock = new();
-    private readonly Dictionary<string, IPushConnection> _pushConnections = []; // "grpc host:port" or "lane host:port"
-    private readonly Dictionary<string, long> _unreachableLanes = []; // lane address → until (TickCount64)
+    private readonly Dictionary<string, PushStream> _pushStreams = [];
+    private readonly PushLaneWriters _laneWriters = new();
     private PeerChannelPool? _pushChannels;
     private PushLaneListener? _lane;
     private bool _disposing;
@@ -373,28 +374,13 @@ public sealed partial class BlockServer
         message.Steps.Add(pushes);
         try
         {
-            var lane = pushPort is > 0 and <= ushort.MaxValue ? PeerAddress.Format(PeerAddress.Host(address), (int)pushPort) : null;
-            if (lane is null || !LaneReachable(lane))
+            if (!await _laneWriters.TryWriteAsync(address, pushPort, message, _options.PushTimeout, _logger).ConfigureAwait(false))
             {
-                await ConnectionTo("grpc " + address, channels => new PushStream(address, () => channels.Get(address))).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
+                await PushStreamTo(address).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
             }
             else
             {
-                try
-                {
-                    await ConnectionTo("lane " + lane, _ => new PushLaneWriter(PeerAddress.Host(address), (int)pushPort)).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
-                    Interlocked.Increment(ref _laneMessages);
-                }
-                catch (PushLaneUnreachableException e)
-                {
-                    // nothing was sent: this push and the next ones for a while take the gRPC call
-                    lock (_pushLock)
-                    {
-                        _unreachableLanes[lane] = Environment.TickCount64 + (long)PushLane.UnreachableFor.TotalMilliseconds;
-                    }
-                    Log.PushLaneUnreachable(_logger, lane, e.InnerException?.Message ?? e.Message, PushLane.UnreachableFor);
-                    await ConnectionTo("grpc " + address, channels => new PushStream(address, () => channels.Get(address))).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
-                }
+                Interlocked.Increment(ref _laneMessages);
             }
             Interlocked.Add(ref _stepsPushed, pushes.Count);
             Interlocked.Increment(ref _pushMessages);
@@ -407,46 +393,28 @@ public sealed partial class BlockServer
         }
     }
 
-    private bool LaneReachable(string lane)
+    private PushStream PushStreamTo(string address)
     {
-        lock (_pushLock)
-        {
-            if (!_unreachableLanes.TryGetValue(lane, out var until))
-            {
-                return true;
-            }
-            if (Environment.TickCount64 < until)
-            {
-                return false;
-            }
-            _unreachableLanes.Remove(lane);
-            return true;
-        }
-    }
-
-    /// <summary>The open push connection called <paramref name="key"/>, made by <paramref name="create"/> if there is none (the least recently used one is closed beyond <see cref="MaxPushStreams"/>).</summary>
-    private IPushConnection ConnectionTo(string key, Func<PeerChannelPool, IPushConnection> create)
-    {
-        IPushConnection? evicted = null;
-        IPushConnection connection;
+        PushStream? evicted = null;
+        PushStream stream;
         lock (_pushLock)
         {
             ObjectDisposedException.ThrowIf(_disposing, this);
             _pushChannels ??= new PeerChannelPool(_options.MaxMessageBytes + (64 << 10), _options.PushTimeout, MaxPushStreams);
-            if (!_pushConnections.TryGetValue(key, out connection!))
+            if (!_pushStreams.TryGetValue(address, out stream!))
             {
-                if (_pushConnections.Count >= MaxPushStreams)
+                if (_pushStreams.Count >= MaxPushStreams)
                 {
-                    var oldest = _pushConnections.MinBy(c => c.Value.LastUsed);
-                    _pushConnections.Remove(oldest.Key);
-                    evicted = oldest.Value;
+                    evicted = _pushStreams.Values.MinBy(s => s.LastUsed);
+                    _pushStreams.Remove(evicted!.Address);
                 }
-                connection = _pushConnections[key] = create(_pushChannels);
+                var channels = _pushChannels;
+                stream = _pushStreams[address] = new PushStream(address, () => channels.Get(address));
             }
-            connection.LastUsed = Environment.TickCount64;
+            stream.LastUsed = Environment.TickCount64;
         }
         evicted?.Close();
-        return connection;
+        return stream;
     }
 
     private void DisposePushStreams()
@@ -454,11 +422,12 @@ public sealed partial class BlockServer
         lock (_pushLock)
         {
             _disposing = true;
-            foreach (var connection in _pushConnections.Values)
+            foreach (var stream in _pushStreams.Values)
             {
-                connection.Close();
+                stream.Close();
             }
-            _pushConnections.Clear();
+            _pushStreams.Clear();
+            _laneWriters.Dispose();
             Interlocked.Exchange(ref _lane, null)?.Dispose();
             _pushChannels?.Dispose();
             _pushChannels = null;
@@ -466,41 +435,24 @@ public sealed partial class BlockServer
     }
 }
 
-/// <summary>A way to push to one next server: a gRPC <c>Push</c> stream or a push-lane connection.</summary>
-internal interface IPushConnection : IDisposable
-{
-    /// <summary>"host:port" it goes to.</summary>
-    string Address { get; }
-
-    /// <summary>When it was last chosen for a push, in <see cref="Environment.TickCount64"/> milliseconds; under the server's push lock.</summary>
-    long LastUsed { get; set; }
-
-    /// <summary>Writes <paramref name="message"/>, connecting first if needed, within <paramref name="timeout"/>.</summary>
-    Task WriteAsync(PushBatch message, TimeSpan timeout);
-
-    /// <summary>Closes it in the background once no write is under way; later writes fail.</summary>
-    void Close();
-}
-
 /// <summary>
 /// The push stream from this server to one next server, shared by all sessions whose next hop it is. Writes
 /// take turns; a write that fails ends the stream, and the next write opens a new one (it is never retried:
 /// the message may have arrived, and a step must not run twice).
 /// </summary>
-internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChannel> channel) : IPushConnection
+internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChannel> channel) : IDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private AsyncClientStreamingCall<PushBatch, PushReply>? _call;
     private bool _closed;
 
-    /// <inheritdoc/>
-    public string Address => address;
+    internal string Address => address;
 
-    /// <inheritdoc/>
-    public long LastUsed { get; set; }
+    /// <summary>When it was last chosen for a push, in <see cref="Environment.TickCount64"/> milliseconds; under the server's push lock.</summary>
+    internal long LastUsed { get; set; }
 
     /// <summary>Writes <paramref name="message"/>, opening the stream if needed, within <paramref name="timeout"/>.</summary>
-    public async Task WriteAsync(PushBatch message, TimeSpan timeout)
+    internal async Task WriteAsync(PushBatch message, TimeSpan timeout)
     {
         using var cancel = new CancellationTokenSource(timeout);
         await _gate.WaitAsync(cancel.Token).ConfigureAwait(false);
@@ -527,7 +479,7 @@ internal sealed class PushStream(string address, Func<Grpc.Net.Client.GrpcChanne
     }
 
     /// <summary>Ends the stream in the background (the next server may be gone; nobody waits for it).</summary>
-    public void Close() => _ = CloseWhenIdleAsync();
+    internal void Close() => _ = CloseWhenIdleAsync();
 
     /// <summary>Same as <see cref="Close"/>; later writes fail.</summary>
     public void Dispose() => Close();
