@@ -41,7 +41,7 @@ internal static class PushLane
     internal static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>How long the pushes to a server whose lane could not be reached go through gRPC instead.</summary>
-    internal static readonly TimeSpan UnreachableFor = TimeSpan.FromMinutes(1);
+    internal static readonly TimeSpan UnreachableFor = TimeSpan.FromMinutes(10);
 
     /// <summary><paramref name="message"/> as one frame (length prefix included), preceded by <see cref="Magic"/> when <paramref name="first"/>.</summary>
     internal static byte[] Frame(PushBatch message, bool first)

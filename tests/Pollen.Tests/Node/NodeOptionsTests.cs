@@ -39,6 +39,7 @@ public sealed class NodeOptionsTests : IDisposable
         var o = Parse();
         Assert.Equal(5000, o.HttpPort);
         Assert.Equal(0, o.Port);
+        Assert.Equal(0, o.PushPort); // a lane on any free port
         Assert.Equal("dev", o.Preset);
         Assert.Equal("pollen", o.EffectiveModelId);
         Assert.Empty(o.InitialPeers);
@@ -96,6 +97,8 @@ public sealed class NodeOptionsTests : IDisposable
     [Theory]
     [InlineData("--http-port", "70000", "--http-port")]
     [InlineData("--port", "-1", "--port")]
+    [InlineData("--push-port", "-2", "--push-port")]
+    [InlineData("--push-port", "65536", "--push-port")]
     [InlineData("--num-blocks", "0", "--num-blocks")]
     [InlineData("--blocks", "3:1", "--blocks")]
     [InlineData("--initial-peers", "nonsense", "--initial-peers")]
