@@ -8,10 +8,11 @@ using Pollen.Inference.Protos;
 namespace Pollen.Inference.Server;
 
 /// <summary>
-/// The push lane: pushed steps as bare frames on a TCP connection of their own, next to the gRPC port. A
-/// connection starts with the 8 bytes <see cref="Magic"/>; each frame is a 4-byte little-endian length, then
-/// a <see cref="PushBatch"/> of that many bytes. Nothing is ever sent back: what happens to a pushed step is
-/// told to its client on the session's stream, exactly as for the <c>Push</c> call.
+/// The push lane: pushed steps as bare frames on a TCP connection of their own, next to the gRPC port. The
+/// server sends one byte, <see cref="Accepted"/>, when it takes a connection (it closes one it cannot take);
+/// the writer then sends the 8 bytes <see cref="Magic"/>, and frames: a 4-byte little-endian length, then a
+/// <see cref="PushBatch"/> of that many bytes. Nothing else is ever sent back: what happens to a pushed step
+/// is told to its client on the session's stream, exactly as for the <c>Push</c> call.
 /// </summary>
 /// <remarks>
 /// A push through gRPC crosses several threads on each side — the HTTP/2 connection's writer, the socket's
@@ -24,12 +25,18 @@ namespace Pollen.Inference.Server;
 /// with a small model on 4 servers in one process, this took 0.36 ms off the 1.44 ms a token cost over
 /// local decoding (docs/benchmarks.md).
 /// A server takes at most <see cref="MaxConnections"/> connections (one per previous server is the normal
-/// case), frames are capped like gRPC messages, and a connection that sends anything malformed is closed.
+/// case); when it has that many, a new one replaces the one that has carried nothing for longest if that is
+/// longer than <see cref="WriterIdleLimit"/> (after which its writer would reconnect anyway), else it is
+/// closed, and its writer pushes through gRPC. Frames are capped like gRPC messages, and a connection that
+/// sends anything malformed is closed.
 /// </remarks>
 internal static class PushLane
 {
-    /// <summary>The first bytes of every connection: the protocol and its version.</summary>
+    /// <summary>The first bytes a writer sends: the protocol and its version.</summary>
     internal static ReadOnlySpan<byte> Magic => "POLLENP1"u8;
+
+    /// <summary>The byte a server sends when it takes a connection.</summary>
+    internal const byte Accepted = 1;
 
     /// <summary>Most connections a server keeps open; more are closed as they arrive.</summary>
     internal const int MaxConnections = 64;
@@ -73,14 +80,23 @@ internal sealed class PushLaneListener : IDisposable
     private readonly int _maxFrameBytes;
     private readonly int _maxInFlight;
     private readonly ILogger _logger;
-    private readonly HashSet<Socket> _connections = [];
+    private readonly HashSet<Connection> _connections = [];
+    private readonly TimeSpan _evictIdle;
     private readonly Lock _lock = new();
     private bool _disposed;
 
     /// <summary>Listens on <paramref name="address"/>:<paramref name="port"/> (0: any free port) and starts accepting.</summary>
-    internal PushLaneListener(IPAddress address, int port, Func<PushRequest, Task> run, int maxFrameBytes, int maxInFlight, ILogger logger)
+    /// <param name="address">Address to listen on.</param>
+    /// <param name="port">Port (0: any free port).</param>
+    /// <param name="run">Runs one pushed step; never throws.</param>
+    /// <param name="maxFrameBytes">Largest frame taken.</param>
+    /// <param name="maxInFlight">Steps of one connection running at once before it waits for some.</param>
+    /// <param name="logger">Where closed connections are told.</param>
+    /// <param name="evictIdle">With all connections taken, one that carried nothing for longer than this makes way (default <see cref="PushLane.WriterIdleLimit"/>).</param>
+    internal PushLaneListener(IPAddress address, int port, Func<PushRequest, Task> run, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null)
     {
         _run = run;
+        _evictIdle = evictIdle ?? PushLane.WriterIdleLimit;
         _maxFrameBytes = maxFrameBytes;
         _maxInFlight = maxInFlight;
         _logger = logger;
@@ -137,30 +153,45 @@ internal sealed class PushLaneListener : IDisposable
                 Thread.Sleep(100);
                 continue;
             }
-            bool taken;
+            var taken = new Connection(connection);
+            Connection? evicted = null;
+            bool room;
             lock (_lock)
             {
-                taken = !_disposed && _connections.Count < PushLane.MaxConnections && _connections.Add(connection);
+                if (_connections.Count >= PushLane.MaxConnections
+                    && _connections.MinBy(c => c.LastFrame) is { } idlest && Environment.TickCount64 - idlest.LastFrame >= _evictIdle.TotalMilliseconds)
+                {
+                    _connections.Remove(idlest);
+                    evicted = idlest;
+                }
+                room = !_disposed && _connections.Count < PushLane.MaxConnections && _connections.Add(taken);
             }
-            if (!taken)
+            if (evicted is not null)
+            {
+                Closed(Describe(evicted.Socket), "idle while another connection waited for its place");
+                Cut(evicted.Socket);
+            }
+            if (!room)
             {
                 Closed(Describe(connection), $"more than {PushLane.MaxConnections} connections");
                 connection.Dispose();
                 continue;
             }
-            new Thread(() => Serve(connection), 256 << 10) { IsBackground = true, Name = "pollen-push-lane" }.Start();
+            new Thread(() => Serve(taken), 256 << 10) { IsBackground = true, Name = "pollen-push-lane" }.Start();
         }
     }
 
     /// <summary>Reads frames until the connection ends or sends something malformed, then closes it.</summary>
-    private void Serve(Socket connection)
+    private void Serve(Connection taken)
     {
+        var connection = taken.Socket;
         var remote = Describe(connection);
         var running = new List<Task>();
         try
         {
             connection.NoDelay = true;
             connection.ReceiveTimeout = (int)PushLane.IdleTimeout.TotalMilliseconds;
+            connection.Send([PushLane.Accepted]);
             var header = new byte[PushLane.Magic.Length];
             if (!ReadExactly(connection, header))
             {
@@ -200,6 +231,7 @@ internal sealed class PushLaneListener : IDisposable
                     Closed(remote, $"a push batch of {batch.Steps.Count} steps (1..{BlockServer.MaxPushBatch} allowed)");
                     return;
                 }
+                taken.LastFrame = Environment.TickCount64;
                 running.RemoveAll(t => t.IsCompleted);
                 foreach (var push in batch.Steps)
                 {
@@ -224,10 +256,31 @@ internal sealed class PushLaneListener : IDisposable
         {
             lock (_lock)
             {
-                _connections.Remove(connection);
+                _connections.Remove(taken);
             }
             connection.Dispose();
         }
+    }
+
+    /// <summary>Ends a connection at once; its reading thread sees it and finishes.</summary>
+    private static void Cut(Socket connection)
+    {
+        try
+        {
+            connection.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+        connection.Dispose();
+    }
+
+    /// <summary>An open connection and when it last carried a frame (<see cref="Environment.TickCount64"/>; its accept time before the first).</summary>
+    private sealed class Connection(Socket socket)
+    {
+        internal Socket Socket { get; } = socket;
+
+        internal long LastFrame { get; set; } = Environment.TickCount64;
     }
 
     private void Closed(string remote, string reason) => Log.PushLaneClosed(_logger, remote, reason);
@@ -267,7 +320,7 @@ internal sealed class PushLaneListener : IDisposable
     /// <summary>Stops listening and cuts every connection (what a writer sees when the server dies).</summary>
     public void Dispose()
     {
-        List<Socket> open;
+        List<Connection> open;
         lock (_lock)
         {
             if (_disposed)
@@ -278,16 +331,6 @@ internal sealed class PushLaneListener : IDisposable
             open = [.. _connections];
         }
         _listener.Dispose();
-        foreach (var connection in open)
-        {
-            try
-            {
-                connection.Shutdown(SocketShutdown.Both);
-            }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
-            {
-            }
-            connection.Dispose();
-        }
+        open.ForEach(c => Cut(c.Socket));
     }
 }

@@ -91,6 +91,12 @@ internal sealed class PushLaneWriter(string host, int port) : IDisposable
         try
         {
             await socket.ConnectAsync(host, port, cancel.Token).ConfigureAwait(false);
+            // the server says it took the connection (it closes one it has no room for)
+            var accepted = new byte[1];
+            if (await socket.ReceiveAsync(accepted, cancel.Token).ConfigureAwait(false) != 1 || accepted[0] != PushLane.Accepted)
+            {
+                throw new SocketException((int)SocketError.ConnectionRefused, "the server has no room for another push-lane connection");
+            }
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)
         {

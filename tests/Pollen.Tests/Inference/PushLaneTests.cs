@@ -75,7 +75,7 @@ public class PushLaneTests
     }
 
     [Fact]
-    public async Task ConnectionsBeyondTheLimitAreClosed()
+    public async Task ConnectionsBeyondTheLimitAreClosedUnlessAnIdleOneMakesWay()
     {
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
         var server = swarm.Hosts[0]!.Server;
@@ -86,13 +86,33 @@ public class PushLaneTests
             {
                 open.Add(await ConnectAsync(server.PushPort));
             }
-            using var extra = await ConnectAsync(server.PushPort);
-            Assert.Equal(0, await extra.ReceiveAsync(new byte[1], Ct)); // refused by closing
+            using var extra = await ConnectAsync(server.PushPort, accepted: false);
+            Assert.Equal(0, await extra.ReceiveAsync(new byte[1], Ct)); // closed without the accepted byte
             Assert.Equal(PushLane.MaxConnections, server.PushLaneConnections);
         }
         finally
         {
             open.ForEach(s => s.Dispose());
+        }
+
+        // a listener whose connections count as idle at once: the longest idle makes way for the newcomer
+        using var lane = new PushLaneListener(System.Net.IPAddress.Loopback, 0, _ => Task.CompletedTask, 1 << 20, 1,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, evictIdle: TimeSpan.Zero);
+        var full = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < PushLane.MaxConnections; i++)
+            {
+                full.Add(await ConnectAsync(lane.Port));
+            }
+            using var newcomer = await ConnectAsync(lane.Port); // accepted
+            var closed = await Task.WhenAny(full.Select(s => s.ReceiveAsync(new byte[1], Ct).AsTask()));
+            Assert.Equal(0, await closed); // one of the others was closed for it
+            Assert.Equal(PushLane.MaxConnections, lane.Connections);
+        }
+        finally
+        {
+            full.ForEach(s => s.Dispose());
         }
     }
 
@@ -127,11 +147,18 @@ public class PushLaneTests
         return bytes;
     }
 
-    private static async Task<Socket> ConnectAsync(int port)
+    /// <summary>A raw connection to a lane, having read its accepted byte (unless <paramref name="accepted"/> is false).</summary>
+    private static async Task<Socket> ConnectAsync(int port, bool accepted = true)
     {
         Assert.True(port > 0, "the server has no push lane");
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync("127.0.0.1", port, Ct);
+        if (accepted)
+        {
+            var first = new byte[1];
+            Assert.Equal(1, await socket.ReceiveAsync(first, Ct));
+            Assert.Equal(PushLane.Accepted, first[0]);
+        }
         return socket;
     }
 }
