@@ -75,6 +75,9 @@ internal static class PushLane
 /// </summary>
 internal sealed class PushLaneListener : IDisposable
 {
+    /// <summary>What a frame's body is first read into; it doubles as more arrives.</summary>
+    private const int FirstChunk = 1 << 20;
+
     private readonly Socket _listener;
     private readonly Func<PushRequest, Task> _run;
     private readonly int _maxFrameBytes;
@@ -210,8 +213,8 @@ internal sealed class PushLaneListener : IDisposable
                     Closed(remote, $"a frame of {length} bytes (1..{_maxFrameBytes} allowed)");
                     return;
                 }
-                var body = new byte[length];
-                if (!ReadExactly(connection, body))
+                var body = ReadBody(connection, length);
+                if (body is null)
                 {
                     Closed(remote, "the connection ended inside a frame");
                     return;
@@ -284,6 +287,34 @@ internal sealed class PushLaneListener : IDisposable
     }
 
     private void Closed(string remote, string reason) => Log.PushLaneClosed(_logger, remote, reason);
+
+    /// <summary>
+    /// The next <paramref name="length"/> bytes, or null if the connection ends first. Memory grows with what
+    /// arrives, not with what the length claims: a peer announcing the largest frame and sending nothing
+    /// holds <see cref="FirstChunk"/> bytes, not 64 MiB.
+    /// </summary>
+    private static byte[]? ReadBody(Socket connection, int length)
+    {
+        var body = new byte[Math.Min(length, FirstChunk)];
+        var read = 0;
+        while (true)
+        {
+            while (read < body.Length)
+            {
+                var got = connection.Receive(body.AsSpan(read));
+                if (got == 0)
+                {
+                    return null;
+                }
+                read += got;
+            }
+            if (read == length)
+            {
+                return body;
+            }
+            Array.Resize(ref body, (int)Math.Min(length, 2L * body.Length));
+        }
+    }
 
     /// <summary>Fills <paramref name="buffer"/>; false if the connection ended cleanly before its first byte.</summary>
     private static bool ReadExactly(Socket connection, Span<byte> buffer)

@@ -29,6 +29,7 @@ public class PushLaneTests
         { "a frame that is not protobuf", [.. PushLane.Magic, .. Length(4), 0xFF, 0xFF, 0xFF, 0xFF] },
         { "a batch of no steps", [.. PushLane.Magic, .. Length(2), 0x10, 0x01] }, // only an unknown field
         { "a connection cut inside a frame", [.. PushLane.Magic, .. Length(100), 1, 2, 3] },
+        { "a connection cut inside a frame claiming 60 MiB", [.. PushLane.Magic, .. Length(60 << 20), .. new byte[(1 << 20) + 10]] },
     };
 
     [Theory]
