@@ -62,7 +62,7 @@ public sealed class RemoteSpan : IAsyncDisposable
             }
             span.SessionId = reply.Opened.SessionId;
             span.PushToken = reply.Opened.PushToken;
-            span.PushPort = reply.Opened.PushPort <= ushort.MaxValue ? reply.Opened.PushPort : 0;
+            span.PushPort = reply.Opened.PushPort; // checked where it is used (PushLaneWriters.For)
             return span;
         }
         catch
@@ -103,12 +103,8 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// is pushed to. Each pushed-to span then counts the step as its own (<see cref="ReadStepAsync"/>, or
     /// <see cref="CountPushedStep"/> when the step is <paramref name="quiet"/> and only the last span answers).
     /// </summary>
-    public async Task SendStepAsync(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet, CancellationToken cancellationToken)
-    {
-        var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId, Quiet = quiet };
-        step.Next.Add(next);
-        await WriteAsync(new InferenceRequest { Step = step }, cancellationToken).ConfigureAwait(false);
-    }
+    public async Task SendStepAsync(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet, CancellationToken cancellationToken) =>
+        await WriteAsync(new InferenceRequest { Step = NextStep(hidden, positions, next, quiet) }, cancellationToken).ConfigureAwait(false);
 
     /// <summary>
     /// Sends the next step like <see cref="SendStepAsync"/>, but as a push on the server's push lane, when it
@@ -118,15 +114,20 @@ public sealed class RemoteSpan : IAsyncDisposable
     internal Task<bool> PushStepAsync(Wire.PushLaneWriters lanes, WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet,
         Microsoft.Extensions.Logging.ILogger logger)
     {
-        if (PushPort == 0 || !TakesPushes)
+        if (PushPort == 0)
         {
             return Task.FromResult(false);
         }
+        var message = new PushBatch();
+        message.Steps.Add(new PushRequest { SessionId = SessionId, PushToken = PushToken, Step = NextStep(hidden, positions, next, quiet) });
+        return lanes.TryWriteAsync(Server.Address, PushPort, message, _stepTimeout, logger);
+    }
+
+    private InferenceStep NextStep(WireTensor hidden, WireTensor positions, IEnumerable<PushTarget> next, bool quiet)
+    {
         var step = new InferenceStep { Hidden = hidden, Positions = positions, StepId = NextStepId, Quiet = quiet };
         step.Next.Add(next);
-        var message = new PushBatch();
-        message.Steps.Add(new PushRequest { SessionId = SessionId, PushToken = PushToken, Step = step });
-        return lanes.TryWriteAsync(Server.Address, PushPort, message, _stepTimeout, logger);
+        return step;
     }
 
     /// <summary>

@@ -94,7 +94,7 @@ public sealed partial class BlockServer
     /// <exception cref="System.Net.Sockets.SocketException">The port cannot be listened on (in use?).</exception>
     public IDisposable ListenForPushes(string listenAddress, int port)
     {
-        var lane = new PushLaneListener(System.Net.IPAddress.Parse(listenAddress), port, RunPushedAsync, _options.MaxMessageBytes + (64 << 10),
+        var lane = new PushLaneListener(System.Net.IPAddress.Parse(listenAddress), port, StartPushed, _options.MaxMessageBytes + (64 << 10),
             MaxPushesInFlight, _logger);
         if (Interlocked.CompareExchange(ref _lane, lane, null) is not null)
         {
@@ -248,6 +248,24 @@ public sealed partial class BlockServer
         {
             (work, refusal) = (null, e.Status.Detail);
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Starts the steps of a pushed message (from the <c>Push</c> call or a push lane), after checking it
+    /// carries 1..<see cref="MaxPushBatch"/> of them, and adds them to <paramref name="running"/>, from which
+    /// the finished ones are dropped. Returns at once: each step waits for its turn and its output on its own.
+    /// </summary>
+    internal void StartPushed(PushBatch batch, List<Task> running)
+    {
+        if (batch.Steps.Count is 0 or > MaxPushBatch)
+        {
+            throw Invalid($"a push message carries 1..{MaxPushBatch} steps, got {batch.Steps.Count}");
+        }
+        running.RemoveAll(t => t.IsCompleted);
+        foreach (var push in batch.Steps)
+        {
+            running.Add(RunPushedAsync(push));
         }
     }
 

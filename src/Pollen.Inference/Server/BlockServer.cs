@@ -331,15 +331,7 @@ public sealed partial class BlockServer : IDisposable
         }
         Interlocked.Add(ref _tokensServed, (long)tokens * session.BatchSize);
         var output = TensorWire.Encode(hidden, TensorWire.FromWire(work.Step.Hidden.Dtype));
-        if (work.Step.Next.Count > 0)
-        {
-            // started here, on its way before the step's continuation is even scheduled
-            work.Pushed = PushAsync(work.Step.Next[0].Address, work.Step.Next[0].PushPort, [PushOf(work.Step, output)]);
-        }
-        else
-        {
-            work.Answered = AnswerAsync(work, output);
-        }
+        SendOn([work], [output]); // on its way before the step's continuation is even scheduled
         return output;
     }
 

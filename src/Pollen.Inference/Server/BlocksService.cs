@@ -107,16 +107,7 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
         {
             while (await requestStream.MoveNext(context.CancellationToken).ConfigureAwait(false))
             {
-                var batch = requestStream.Current;
-                if (batch.Steps.Count is 0 or > BlockServer.MaxPushBatch)
-                {
-                    throw BlockServer.Invalid($"a push message carries 1..{BlockServer.MaxPushBatch} steps, got {batch.Steps.Count}");
-                }
-                running.RemoveAll(t => t.IsCompleted);
-                foreach (var push in batch.Steps)
-                {
-                    running.Add(_server.RunPushedAsync(push));
-                }
+                _server.StartPushed(requestStream.Current, running);
                 while (running.Count > BlockServer.MaxPushesInFlight)
                 {
                     running.Remove(await Task.WhenAny(running).ConfigureAwait(false));

@@ -70,8 +70,8 @@ internal static class PushLane
 }
 
 /// <summary>
-/// Accepts push-lane connections on one port and runs the steps they carry through
-/// <see cref="BlockServer.RunPushedAsync"/>. Each connection has a thread of its own, blocked in its reads.
+/// Accepts push-lane connections on one port and starts the steps they carry through
+/// <see cref="BlockServer.StartPushed"/>, as the <c>Push</c> call does. Each connection has a thread of its own, blocked in its reads.
 /// </summary>
 internal sealed class PushLaneListener : IDisposable
 {
@@ -79,7 +79,7 @@ internal sealed class PushLaneListener : IDisposable
     private const int FirstChunk = 1 << 20;
 
     private readonly Socket _listener;
-    private readonly Func<PushRequest, Task> _run;
+    private readonly Action<PushBatch, List<Task>> _start;
     private readonly int _maxFrameBytes;
     private readonly int _maxInFlight;
     private readonly ILogger _logger;
@@ -91,14 +91,14 @@ internal sealed class PushLaneListener : IDisposable
     /// <summary>Listens on <paramref name="address"/>:<paramref name="port"/> (0: any free port) and starts accepting.</summary>
     /// <param name="address">Address to listen on.</param>
     /// <param name="port">Port (0: any free port).</param>
-    /// <param name="run">Runs one pushed step; never throws.</param>
+    /// <param name="start">Starts a message's steps and adds them to the list (<see cref="BlockServer.StartPushed"/>); throws <see cref="Grpc.Core.RpcException"/> for a message it does not take.</param>
     /// <param name="maxFrameBytes">Largest frame taken.</param>
     /// <param name="maxInFlight">Steps of one connection running at once before it waits for some.</param>
     /// <param name="logger">Where closed connections are told.</param>
     /// <param name="evictIdle">With all connections taken, one that carried nothing for longer than this makes way (default <see cref="PushLane.WriterIdleLimit"/>).</param>
-    internal PushLaneListener(IPAddress address, int port, Func<PushRequest, Task> run, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null)
+    internal PushLaneListener(IPAddress address, int port, Action<PushBatch, List<Task>> start, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null)
     {
-        _run = run;
+        _start = start;
         _evictIdle = evictIdle ?? PushLane.WriterIdleLimit;
         _maxFrameBytes = maxFrameBytes;
         _maxInFlight = maxInFlight;
@@ -229,17 +229,16 @@ internal sealed class PushLaneListener : IDisposable
                     Closed(remote, $"a frame that is not a push batch ({e.Message})");
                     return;
                 }
-                if (batch.Steps.Count is 0 or > BlockServer.MaxPushBatch)
+                try
                 {
-                    Closed(remote, $"a push batch of {batch.Steps.Count} steps (1..{BlockServer.MaxPushBatch} allowed)");
+                    _start(batch, running); // returns at once: each step waits for its turn and its output on its own
+                }
+                catch (Grpc.Core.RpcException e)
+                {
+                    Closed(remote, e.Status.Detail);
                     return;
                 }
                 taken.LastFrame = Environment.TickCount64;
-                running.RemoveAll(t => t.IsCompleted);
-                foreach (var push in batch.Steps)
-                {
-                    running.Add(_run(push)); // never throws; returns at its first wait (for the step's turn or its output)
-                }
                 while (running.Count > _maxInFlight)
                 {
                     running.RemoveAt(Task.WaitAny([.. running]));

@@ -97,7 +97,7 @@ public class PushLaneTests
         }
 
         // a listener whose connections count as idle at once: the longest idle makes way for the newcomer
-        using var lane = new PushLaneListener(System.Net.IPAddress.Loopback, 0, _ => Task.CompletedTask, 1 << 20, 1,
+        using var lane = new PushLaneListener(System.Net.IPAddress.Loopback, 0, (_, _) => { }, 1 << 20, 1,
             Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, evictIdle: TimeSpan.Zero);
         var full = new List<Socket>();
         try
