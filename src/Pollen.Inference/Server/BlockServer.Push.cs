@@ -360,23 +360,31 @@ public sealed partial class BlockServer
     /// </summary>
     private void SendOn(List<StepWork> works, WireTensor[] outputs)
     {
+        // rows bound for each next server, in order (plain loops: this runs on the tensor thread for every step)
+        Dictionary<(string Address, uint PushPort), List<int>>? bound = null;
         for (var i = 0; i < works.Count; i++)
         {
-            if (works[i].Step.Next.Count == 0)
+            var next = works[i].Step.Next;
+            if (next.Count == 0)
             {
                 works[i].Answered = AnswerAsync(works[i], outputs[i]);
+                continue;
             }
-        }
-        var bound = Enumerable.Range(0, works.Count).Where(i => works[i].Step.Next.Count > 0);
-        foreach (var group in bound.GroupBy(i => (works[i].Step.Next[0].Address, works[i].Step.Next[0].PushPort)))
-        {
-            foreach (var rows in group.Chunk(MaxPushBatch))
+            bound ??= [];
+            var key = (next[0].Address, next[0].PushPort);
+            if (!bound.TryGetValue(key, out var rows))
             {
-                var sent = PushAsync(group.Key.Address, group.Key.PushPort, [.. rows.Select(i => PushOf(works[i].Step, outputs[i]))]);
-                foreach (var i in rows)
-                {
-                    works[i].Pushed = sent;
-                }
+                bound[key] = rows = [];
+            }
+            rows.Add(i);
+        }
+        foreach (var ((address, pushPort), rows) in bound ?? [])
+        {
+            for (var start = 0; start < rows.Count; start += MaxPushBatch)
+            {
+                var chunk = rows.GetRange(start, Math.Min(MaxPushBatch, rows.Count - start));
+                var sent = PushAsync(address, pushPort, chunk.ConvertAll(i => PushOf(works[i].Step, outputs[i])));
+                chunk.ForEach(i => works[i].Pushed = sent);
             }
         }
     }
