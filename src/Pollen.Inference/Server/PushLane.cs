@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Pollen.Inference.Protos;
+using Pollen.Model.Runtime;
 
 namespace Pollen.Inference.Server;
 
@@ -20,10 +21,12 @@ namespace Pollen.Inference.Server;
 /// that has gone to sleep costs tens of microseconds to wake, several times per message. On the lane the
 /// tensor thread that made the output writes the frame itself (a send that completes at once unless the
 /// socket's buffer is full; a client writes its quiet steps to the first server the same way, from its
-/// decoding thread), and on the other side a thread of the connection's own, blocked in a read, checks the
-/// frame and hands the steps to the tensor thread: one wake on the way instead of four or five. Measured
-/// with a small model on 4 servers in one process, this took 0.36 ms off the 1.44 ms a token cost over
-/// local decoding (docs/benchmarks.md).
+/// decoding thread), and on the other side the tensor thread itself reads it when it has nothing to compute
+/// (<see cref="Pollen.Model.Runtime.TensorThread.Watch"/>), checks the frame and runs the step: one wake on
+/// the way instead of four or five, and none between two servers of one process. Measured with a small
+/// model on 4 servers in one process, lanes read by a thread of each connection's own took 0.36 ms off the
+/// 1.44 ms a token cost over local decoding; reading them on the tensor thread took off a further wake per
+/// hop (docs/benchmarks.md).
 /// A server takes at most <see cref="MaxConnections"/> connections (one per previous server is the normal
 /// case); when it has that many, a new one replaces the one that has carried nothing for longest if that is
 /// longer than <see cref="WriterIdleLimit"/> (after which its writer would reconnect anyway), else it is
@@ -71,12 +74,18 @@ internal static class PushLane
 
 /// <summary>
 /// Accepts push-lane connections on one port and starts the steps they carry through
-/// <see cref="BlockServer.StartPushed"/>, as the <c>Push</c> call does. Each connection has a thread of its own, blocked in its reads.
+/// <see cref="BlockServer.StartPushed"/>, as the <c>Push</c> call does. The connections are read by the
+/// process's tensor thread (<see cref="TensorThread.Watch"/>), without blocking: it reads whatever has arrived
+/// when it has nothing to compute, and a step whose frame is complete starts at once, on the thread that
+/// computes it.
 /// </summary>
 internal sealed class PushLaneListener : IDisposable
 {
     /// <summary>What a frame's body is first read into; it doubles as more arrives.</summary>
     private const int FirstChunk = 1 << 20;
+
+    /// <summary>Most bytes read from one connection before the others (and the work queued meanwhile) get their turn.</summary>
+    private const int ReadBudget = 4 << 20;
 
     private readonly Socket _listener;
     private readonly Action<PushBatch, List<Task>> _start;
@@ -86,6 +95,7 @@ internal sealed class PushLaneListener : IDisposable
     private readonly HashSet<Connection> _connections = [];
     private readonly TimeSpan _evictIdle;
     private readonly Lock _lock = new();
+    private readonly Timer _idleSweep;
     private bool _disposed;
 
     /// <summary>Listens on <paramref name="address"/>:<paramref name="port"/> (0: any free port) and starts accepting.</summary>
@@ -93,7 +103,7 @@ internal sealed class PushLaneListener : IDisposable
     /// <param name="port">Port (0: any free port).</param>
     /// <param name="start">Starts a message's steps and adds them to the list (<see cref="BlockServer.StartPushed"/>); throws <see cref="Grpc.Core.RpcException"/> for a message it does not take.</param>
     /// <param name="maxFrameBytes">Largest frame taken.</param>
-    /// <param name="maxInFlight">Steps of one connection running at once before it waits for some.</param>
+    /// <param name="maxInFlight">Steps of one connection running at once before it is read again.</param>
     /// <param name="logger">Where closed connections are told.</param>
     /// <param name="evictIdle">With all connections taken, one that carried nothing for longer than this makes way (default <see cref="PushLane.WriterIdleLimit"/>).</param>
     internal PushLaneListener(IPAddress address, int port, Action<PushBatch, List<Task>> start, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null)
@@ -115,6 +125,8 @@ internal sealed class PushLaneListener : IDisposable
             throw;
         }
         Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+        var sweep = PushLane.IdleTimeout / 8;
+        _idleSweep = new Timer(_ => CloseIdle(), null, sweep, sweep);
         new Thread(Accept) { IsBackground = true, Name = "pollen-push-accept" }.Start();
     }
 
@@ -137,10 +149,10 @@ internal sealed class PushLaneListener : IDisposable
     {
         while (true)
         {
-            Socket connection;
+            Socket socket;
             try
             {
-                connection = _listener.Accept();
+                socket = _listener.Accept();
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
@@ -156,7 +168,7 @@ internal sealed class PushLaneListener : IDisposable
                 Thread.Sleep(100);
                 continue;
             }
-            var taken = new Connection(connection);
+            var taken = new Connection(socket);
             Connection? evicted = null;
             bool room;
             lock (_lock)
@@ -171,169 +183,266 @@ internal sealed class PushLaneListener : IDisposable
             }
             if (evicted is not null)
             {
-                Closed(Describe(evicted.Socket), "idle while another connection waited for its place");
-                Cut(evicted.Socket);
+                Cut(evicted, "idle while another connection waited for its place");
             }
             if (!room)
             {
-                Closed(Describe(connection), $"more than {PushLane.MaxConnections} connections");
-                connection.Dispose();
+                Closed(taken.Remote, $"more than {PushLane.MaxConnections} connections");
+                socket.Dispose();
                 continue;
             }
-            new Thread(() => Serve(taken), 256 << 10) { IsBackground = true, Name = "pollen-push-lane" }.Start();
+            try
+            {
+                socket.NoDelay = true;
+                socket.Send([PushLane.Accepted]);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                Cut(taken, null); // gone already
+                continue;
+            }
+            _ = Watch(taken);
         }
     }
 
-    /// <summary>Reads frames until the connection ends or sends something malformed, then closes it.</summary>
-    private void Serve(Connection taken)
+    /// <summary>
+    /// On the tensor thread: reads what has arrived (up to <see cref="ReadBudget"/>) and starts the steps of
+    /// each complete frame; closes the connection when it ends or sends something malformed.
+    /// </summary>
+    private void Read(Connection c)
     {
-        var connection = taken.Socket;
-        var remote = Describe(connection);
-        var running = new List<Task>();
         try
         {
-            connection.NoDelay = true;
-            connection.ReceiveTimeout = (int)PushLane.IdleTimeout.TotalMilliseconds;
-            connection.Send([PushLane.Accepted]);
-            var header = new byte[PushLane.Magic.Length];
-            if (!ReadExactly(connection, header))
+            for (var budget = ReadBudget; budget > 0 && !c.Closed && !c.Paused;)
             {
-                return;
-            }
-            if (!header.AsSpan().SequenceEqual(PushLane.Magic))
-            {
-                Closed(remote, "it did not start with the push-lane magic bytes");
-                return;
-            }
-            while (ReadExactly(connection, header.AsSpan(0, 4)))
-            {
-                var length = BinaryPrimitives.ReadInt32LittleEndian(header);
-                if (length <= 0 || length > _maxFrameBytes)
+                var want = c.Wanted();
+                var got = c.Socket.Receive(want, SocketFlags.None, out var error);
+                if (error == SocketError.WouldBlock)
                 {
-                    Closed(remote, $"a frame of {length} bytes (1..{_maxFrameBytes} allowed)");
                     return;
                 }
-                var body = ReadBody(connection, length);
-                if (body is null)
+                if (error != SocketError.Success)
                 {
-                    Closed(remote, "the connection ended inside a frame");
+                    Close(c, null); // cut
                     return;
                 }
-                PushBatch batch;
-                try
+                if (got == 0)
                 {
-                    batch = PushBatch.Parser.ParseFrom(body);
-                }
-                catch (InvalidProtocolBufferException e)
-                {
-                    Closed(remote, $"a frame that is not a push batch ({e.Message})");
+                    Close(c, c.InsideFrame ? "the connection ended inside a frame" : null);
                     return;
                 }
-                try
+                budget -= got;
+                if (c.Advance(got, _maxFrameBytes, FirstChunk) is { } fault)
                 {
-                    _start(batch, running); // returns at once: each step waits for its turn and its output on its own
-                }
-                catch (Grpc.Core.RpcException e)
-                {
-                    Closed(remote, e.Status.Detail);
+                    Close(c, fault);
                     return;
                 }
-                taken.LastFrame = Environment.TickCount64;
-                while (running.Count > _maxInFlight)
+                if (c.TakeFrame() is { } body)
                 {
-                    running.RemoveAt(Task.WaitAny([.. running]));
+                    Started(c, body);
                 }
             }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
-            // cut, idle too long, or the listener is closing
+            Close(c, null);
         }
         catch (Exception e)
         {
-            // a thread of its own: whatever went wrong ends this connection, never the server
+            // whatever went wrong ends this connection, never the server
             Log.UnexpectedError(_logger, e);
-        }
-        finally
-        {
-            lock (_lock)
-            {
-                _connections.Remove(taken);
-            }
-            connection.Dispose();
+            Close(c, null);
         }
     }
 
-    /// <summary>Ends a connection at once; its reading thread sees it and finishes.</summary>
-    private static void Cut(Socket connection)
+    /// <summary>Starts the steps of a frame's <paramref name="body"/>; while too many of the connection's steps run, stops reading it.</summary>
+    private void Started(Connection c, ReadOnlyMemory<byte> body)
+    {
+        PushBatch batch;
+        try
+        {
+            batch = PushBatch.Parser.ParseFrom(body.Span);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            Close(c, $"a frame that is not a push batch ({e.Message})");
+            return;
+        }
+        try
+        {
+            _start(batch, c.Running); // each step waits for its turn and its output on its own (a step run at once has run already)
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            Close(c, e.Status.Detail);
+            return;
+        }
+        c.LastFrame = Environment.TickCount64;
+        c.Running.RemoveAll(t => t.IsCompleted);
+        if (c.Running.Count > _maxInFlight)
+        {
+            // read again once one of them has finished
+            c.Paused = true;
+            TensorThread.Unwatch(c.Socket);
+            _ = Task.WhenAny(c.Running).ContinueWith(_ => Watch(c), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>Has the tensor thread read <paramref name="c"/> (again), unless it was closed meanwhile (checked there, where it is closed).</summary>
+    private Task<bool> Watch(Connection c) => TensorThread.InvokeAsync(() =>
+    {
+        c.Paused = false;
+        if (!c.Closed)
+        {
+            TensorThread.Watch(c.Socket, () => Read(c));
+        }
+        return true;
+    });
+
+    /// <summary>On the tensor thread: closes the connection (once), saying why when it was the peer's fault.</summary>
+    private void Close(Connection c, string? reason)
+    {
+        if (c.Closed)
+        {
+            return;
+        }
+        c.Closed = true;
+        if (reason is not null)
+        {
+            Closed(c.Remote, reason);
+        }
+        TensorThread.Unwatch(c.Socket);
+        c.Socket.Dispose();
+        lock (_lock)
+        {
+            _connections.Remove(c);
+        }
+    }
+
+    /// <summary>From any thread: ends a connection at once (its writer sees it closed), and closes it on the tensor thread.</summary>
+    private void Cut(Connection c, string? reason)
     {
         try
         {
-            connection.Shutdown(SocketShutdown.Both);
+            c.Socket.Shutdown(SocketShutdown.Both);
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
         }
-        connection.Dispose();
+        _ = TensorThread.InvokeAsync(() =>
+        {
+            Close(c, reason);
+            return true;
+        });
     }
 
-    /// <summary>An open connection and when it last carried a frame (<see cref="Environment.TickCount64"/>; its accept time before the first).</summary>
-    private sealed class Connection(Socket socket)
+    /// <summary>Closes the connections that carried nothing for <see cref="PushLane.IdleTimeout"/>.</summary>
+    private void CloseIdle()
     {
-        internal Socket Socket { get; } = socket;
-
-        internal long LastFrame { get; set; } = Environment.TickCount64;
+        List<Connection> idle;
+        lock (_lock)
+        {
+            idle = [.. _connections.Where(c => Environment.TickCount64 - c.LastFrame > PushLane.IdleTimeout.TotalMilliseconds)];
+        }
+        idle.ForEach(c => Cut(c, null));
     }
-
-    private void Closed(string remote, string reason) => Log.PushLaneClosed(_logger, remote, reason);
 
     /// <summary>
-    /// The next <paramref name="length"/> bytes, or null if the connection ends first. Memory grows with what
-    /// arrives, not with what the length claims: a peer announcing the largest frame and sending nothing
-    /// holds <see cref="FirstChunk"/> bytes, not 64 MiB.
+    /// An open connection, read a piece at a time: first the magic bytes, then frames, each a length and a
+    /// body. Memory for a body grows with what arrives, not with the length it claims: a peer announcing the
+    /// largest frame and sending nothing holds <see cref="FirstChunk"/> bytes, not 64 MiB. Touched on the
+    /// tensor thread only, but for <see cref="LastFrame"/>.
     /// </summary>
-    private static byte[]? ReadBody(Socket connection, int length)
+    private sealed class Connection(Socket socket)
     {
-        var body = new byte[Math.Min(length, FirstChunk)];
-        var read = 0;
-        while (true)
+        private readonly byte[] _header = new byte[PushLane.Magic.Length];
+        private int _headerRead;
+        private bool _started; // the magic bytes have arrived
+        private byte[]? _body;
+        private int _length;
+        private int _bodyRead;
+
+        internal Socket Socket { get; } = socket;
+
+        internal string Remote { get; } = Describe(socket);
+
+        /// <summary>When it last carried a frame (<see cref="Environment.TickCount64"/>; its accept time before the first).</summary>
+        internal long LastFrame
         {
-            while (read < body.Length)
+            get => Interlocked.Read(ref field);
+            set => Interlocked.Exchange(ref field, value);
+        } = Environment.TickCount64;
+
+        internal List<Task> Running { get; } = [];
+
+        internal bool Closed { get; set; }
+
+        internal bool Paused { get; set; }
+
+        /// <summary>Whether some of a frame (its length or body) has arrived but not all of it.</summary>
+        internal bool InsideFrame => !_started ? _headerRead > 0 : _body is not null || _headerRead > 0;
+
+        /// <summary>Where the next bytes go.</summary>
+        internal Span<byte> Wanted() =>
+            !_started ? _header.AsSpan(_headerRead)
+            : _body is null ? _header.AsSpan(_headerRead, 4 - _headerRead)
+            : _body.AsSpan(_bodyRead);
+
+        /// <summary>Counts <paramref name="got"/> bytes put where <see cref="Wanted"/> said; returns what is wrong with them, or null.</summary>
+        internal string? Advance(int got, int maxFrameBytes, int firstChunk)
+        {
+            if (!_started)
             {
-                var got = connection.Receive(body.AsSpan(read));
-                if (got == 0)
+                _headerRead += got;
+                if (_headerRead < _header.Length)
                 {
                     return null;
                 }
-                read += got;
+                if (!_header.AsSpan().SequenceEqual(PushLane.Magic))
+                {
+                    return "it did not start with the push-lane magic bytes";
+                }
+                (_started, _headerRead) = (true, 0);
+                return null;
             }
-            if (read == length)
+            if (_body is null)
             {
-                return body;
+                _headerRead += got;
+                if (_headerRead < 4)
+                {
+                    return null;
+                }
+                _headerRead = 0;
+                _length = BinaryPrimitives.ReadInt32LittleEndian(_header);
+                if (_length <= 0 || _length > maxFrameBytes)
+                {
+                    return $"a frame of {_length} bytes (1..{maxFrameBytes} allowed)";
+                }
+                (_body, _bodyRead) = (new byte[Math.Min(_length, firstChunk)], 0);
+                return null;
             }
-            Array.Resize(ref body, (int)Math.Min(length, 2L * body.Length));
+            _bodyRead += got;
+            if (_bodyRead == _body.Length && _bodyRead < _length)
+            {
+                Array.Resize(ref _body, (int)Math.Min(_length, 2L * _body.Length));
+            }
+            return null;
+        }
+
+        /// <summary>The body of the frame that has just arrived whole, or null.</summary>
+        internal byte[]? TakeFrame()
+        {
+            if (_body is null || _bodyRead < _length)
+            {
+                return null;
+            }
+            var body = _body;
+            _body = null;
+            return body;
         }
     }
 
-    /// <summary>Fills <paramref name="buffer"/>; false if the connection ended cleanly before its first byte.</summary>
-    private static bool ReadExactly(Socket connection, Span<byte> buffer)
-    {
-        var read = 0;
-        while (read < buffer.Length)
-        {
-            var got = connection.Receive(buffer[read..]);
-            if (got == 0)
-            {
-                if (read == 0)
-                {
-                    return false;
-                }
-                throw new IOException("the connection ended inside a frame");
-            }
-            read += got;
-        }
-        return true;
-    }
+    private void Closed(string remote, string reason) => Log.PushLaneClosed(_logger, remote, reason);
 
     private static string Describe(Socket connection)
     {
@@ -341,7 +450,7 @@ internal sealed class PushLaneListener : IDisposable
         {
             return connection.RemoteEndPoint?.ToString() ?? "?";
         }
-        catch (SocketException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             return "?";
         }
@@ -360,7 +469,8 @@ internal sealed class PushLaneListener : IDisposable
             _disposed = true;
             open = [.. _connections];
         }
+        _idleSweep.Dispose();
         _listener.Dispose();
-        open.ForEach(c => Cut(c.Socket));
+        open.ForEach(c => Cut(c, null));
     }
 }

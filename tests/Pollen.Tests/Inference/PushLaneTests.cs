@@ -118,6 +118,38 @@ public class PushLaneTests
     }
 
     [Fact]
+    public async Task AConnectionIsNotReadWhileMoreOfItsStepsRunThanAllowed()
+    {
+        var finish = Enumerable.Range(0, 3).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        var started = 0;
+        using var startedOne = new SemaphoreSlim(0);
+        // each message starts one step that runs until the test finishes it; at most 1 may run (2 to stop reading)
+        using var lane = new PushLaneListener(System.Net.IPAddress.Loopback, 0, (_, running) =>
+        {
+            running.Add(finish[started++].Task);
+            startedOne.Release();
+        }, 1 << 20, 1, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        using var socket = await ConnectAsync(lane.Port);
+        var batch = new PushBatch();
+        batch.Steps.Add(new PushRequest { SessionId = "1", PushToken = ByteString.CopyFrom(new byte[16]), Step = new InferenceStep() });
+        byte[] frames = [.. PushLane.Frame(batch, first: true), .. PushLane.Frame(batch, first: false), .. PushLane.Frame(batch, first: false)];
+        await socket.SendAsync(frames, Ct);
+        Assert.True(await startedOne.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        Assert.True(await startedOne.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        // the third frame has arrived; a connection still read would have it started by the time the tensor
+        // thread has come round a few times
+        for (var i = 0; i < 3; i++)
+        {
+            await Pollen.Model.Runtime.TensorThread.InvokeAsync(() => true);
+        }
+        Assert.Equal(2, Volatile.Read(ref started));
+        finish[0].SetResult();
+        Assert.True(await startedOne.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        Assert.Equal(3, Volatile.Read(ref started));
+        Array.ForEach(finish, f => f.TrySetResult());
+    }
+
+    [Fact]
     public async Task PushesGoOverGrpcOnceALaneCannotBeReached()
     {
         await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 2), (2, 4)]);
