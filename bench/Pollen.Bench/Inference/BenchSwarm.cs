@@ -84,6 +84,9 @@ internal sealed class BenchSwarm : IAsyncDisposable
     /// <summary>Messages those pushes took (a batched forward's outputs for one next server share one).</summary>
     public long PushMessages => _hosts.Sum(h => h?.Server.PushMessages ?? 0);
 
+    /// <summary>Answers sent back to the client on its push-lane connections, over all servers.</summary>
+    public long LaneAnswers => _hosts.Sum(h => h?.Server.LaneAnswers ?? 0);
+
     /// <summary>Times the servers moved the caches of sessions stepping together into one buffer.</summary>
     public long SharedCaches => _hosts.Sum(h => h?.Server.SharedCaches ?? 0);
 

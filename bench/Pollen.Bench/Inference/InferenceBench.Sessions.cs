@@ -28,7 +28,7 @@ public static partial class InferenceBench
         var rates = counts.ToDictionary(n => n, _ => new List<double>());
         var batchedBefore = swarm.BatchedSteps;
         var sharedBefore = swarm.SharedCaches;
-        var (pushedBefore, messagesBefore) = (swarm.StepsPushed, swarm.PushMessages);
+        var (pushedBefore, messagesBefore, answersBefore) = (swarm.StepsPushed, swarm.PushMessages, swarm.LaneAnswers);
         int sessions = 0, matching = 0;
         for (var r = 0; r < s.Repeats; r++)
         {
@@ -73,6 +73,7 @@ public static partial class InferenceBench
         result["caches_shared"] = swarm.SharedCaches - sharedBefore;
         result["steps_pushed"] = swarm.StepsPushed - pushedBefore;
         result["push_messages"] = swarm.PushMessages - messagesBefore;
+        result["lane_answers"] = swarm.LaneAnswers - answersBefore;
         result["sessions_matching_local"] = matching;
         result["sessions_run"] = sessions;
         result["load_avg_1m"] = load;

@@ -141,6 +141,69 @@ public sealed class RemoteSpan : IAsyncDisposable
         return (AcceptStep(reply, input), reply.Step.PushError.Length > 0 ? reply.Step.PushError : null);
     }
 
+    /// <summary>The connection its server sends the answers of its quiet steps on (see <see cref="Wire.AnswerLane"/>), or null: they come on the stream.</summary>
+    internal Wire.AnswerLane? AnswerLane
+    {
+        get => Volatile.Read(ref field);
+        private set => Volatile.Write(ref field, value);
+    }
+
+    private readonly Lock _laneLock = new();
+    private TaskCompletionSource<StepResult>? _laneWaiter;
+    private ulong _laneWaitId;
+
+    /// <summary>Notes that the server was asked to answer on <paramref name="lane"/>.</summary>
+    internal void ListeningOn(Wire.AnswerLane lane) => AnswerLane = lane;
+
+    /// <summary>
+    /// The answer to the next step, should it come on the answer lane (null without one). Its continuation runs
+    /// on the thread that reads the lane, the tensor thread. It fails if the lane is lost meanwhile; an answer
+    /// may come on the stream instead (the server falls back to it when the lane cannot take it).
+    /// </summary>
+    internal Task<StepResult>? ExpectLaneAnswer()
+    {
+        if (AnswerLane is null)
+        {
+            return null;
+        }
+        var waiter = new TaskCompletionSource<StepResult>(); // continued where the answer is read
+        lock (_laneLock)
+        {
+            (_laneWaiter, _laneWaitId) = (waiter, NextStepId);
+        }
+        return waiter.Task;
+    }
+
+    /// <summary>An answer that came on the answer lane: the one awaited, or a late one, which is dropped.</summary>
+    internal void OnLaneAnswer(StepResult step)
+    {
+        TaskCompletionSource<StepResult>? waiter = null;
+        lock (_laneLock)
+        {
+            if (_laneWaiter is not null && step.StepId == _laneWaitId)
+            {
+                (waiter, _laneWaiter) = (_laneWaiter, null);
+            }
+        }
+        waiter?.TrySetResult(step);
+    }
+
+    /// <summary>The answer lane closed: answers come on the stream again, and one awaited there fails.</summary>
+    internal void LaneLost(Wire.AnswerLane lane, IOException error)
+    {
+        TaskCompletionSource<StepResult>? waiter;
+        lock (_laneLock)
+        {
+            if (AnswerLane != lane)
+            {
+                return;
+            }
+            AnswerLane = null;
+            (waiter, _laneWaiter) = (_laneWaiter, null);
+        }
+        waiter?.TrySetException(error);
+    }
+
     /// <summary>This session as the target of a push carrying its next step.</summary>
     public PushTarget AsPushTarget() => new() { Address = Server.Address, SessionId = SessionId, PushToken = PushToken, StepId = NextStepId, PushPort = PushPort };
 
@@ -336,6 +399,7 @@ public sealed class RemoteSpan : IAsyncDisposable
     /// <summary>Closes the session (best effort) and the stream.</summary>
     public async ValueTask DisposeAsync()
     {
+        AnswerLane?.Forget(SessionId);
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));

@@ -85,7 +85,14 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
             throw;
         }
         Length += tokens;
-        return await HeadAsync(output).ConfigureAwait(false);
+        using var logits = await HeadAsync(output).ConfigureAwait(false);
+        if (TensorThread.IsCurrent)
+        {
+            // the answer came on the answer lane and the head ran right where it was read; the caller's code
+            // must not hold up the tensor thread
+            await Task.Yield();
+        }
+        return logits.clone(); // in the caller's dispose scope, as a forward's result is
     }
 
     /// <summary>Whether step <paramref name="step"/> can go as a quiet chain: several servers, all taking pushes, all known to stand at the step before.</summary>
@@ -104,11 +111,19 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         var hidden = _embeddings[step - 1];
         var spans = _hops.ConvertAll(h => h.Span!);
         var next = spans.Skip(1).Select(s => s.AsPushTarget()).ToList();
+        var last = spans[^1];
+        if (last.AnswerLane is null)
+        {
+            // the answer on the last server's push lane when it has one: read by this process's tensor thread,
+            // which computes the head at once, instead of crossing the gRPC stream's threads
+            await model.AnswerLanes.TryListenAsync(last, model.Options.StepTimeout, model.Logger).ConfigureAwait(false);
+        }
+        var laneAnswer = last.ExpectLaneAnswer();
         bool onLane;
         try
         {
-            // on the first server's push lane when it has one (written on this thread, read there by a thread
-            // of its own), else on the session's stream
+            // on the first server's push lane when it has one (written on this thread, read there by its tensor
+            // thread), else on the session's stream
             onLane = await spans[0].PushStepAsync(model.Lanes, hidden, _positions[step - 1], next, quiet: true, model.Logger).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or TimeoutException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
@@ -130,20 +145,25 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         var reads = spans.ConvertAll(s => s.Listen());
         using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var timeout = Task.Delay(model.Options.StepTimeout, timer.Token);
-        var first = await Task.WhenAny([.. reads, timeout]).ConfigureAwait(false);
+        var first = await (laneAnswer is null ? Task.WhenAny([.. reads, timeout]) : Task.WhenAny([.. reads, laneAnswer, timeout])).ConfigureAwait(false);
         timer.Cancel(); // at once: CancelAsync would hop to a pool thread on every token
         cancellationToken.ThrowIfCancellationRequested();
-        var k = reads.IndexOf((Task)first);
+        var k = first == laneAnswer ? spans.Count - 1 : reads.IndexOf((Task)first);
         if (k < 0)
         {
             MarkUncertain();
             Log.ChainTimedOut(model.Logger, model.Options.StepTimeout);
             return null;
         }
+        if (first == laneAnswer && laneAnswer.IsFaulted)
+        {
+            // the answer may have been lost with the lane: the last server is asked where it stands
+            return await InterruptedAsync(k, "lost the connection it answers on", laneAnswer.Exception!.InnerException!.Message).ConfigureAwait(false);
+        }
         WireTensor output;
         try
         {
-            var reply = spans[k].TakeReply();
+            var reply = first == laneAnswer ? new InferenceReply { Step = laneAnswer.Result } : spans[k].TakeReply();
             if (reply.Step is { Refused.Length: > 0 } refused)
             {
                 // not the refuser's fault: the catch-up checks what the server before it pushed
@@ -393,16 +413,13 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
         return (TensorWire.Encode(hidden, model.Options.WireDtype), TensorWire.Encode(positions));
     }
 
-    private async Task<Tensor> HeadAsync(WireTensor hidden)
+    /// <summary>The logits (B, V) of the last position, computed on the tensor thread (at once when called there); not in any dispose scope.</summary>
+    private Task<Tensor> HeadAsync(WireTensor hidden) => TensorThread.InvokeAsync(() =>
     {
-        using var logits = await TensorThread.InvokeAsync(() =>
-        {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).DetachFromDisposeScope(); // (B, V)
-        }).ConfigureAwait(false);
-        return logits.clone(); // in the caller's dispose scope, as a forward's result is
-    }
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return model.Ends.Head(TensorWire.Decode(hidden)).select(1, -1).DetachFromDisposeScope(); // (B, V)
+    });
 
     public void Dispose()
     {

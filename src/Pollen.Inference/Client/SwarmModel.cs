@@ -57,6 +57,7 @@ public sealed class SwarmModel : ICausalLM, IDisposable
         _fingerprint = ends.Config.Fingerprint();
         Bans = new PeerBans(_time, Options.BanDuration, Options.MaxBanDuration);
         _channels = new PeerChannelPool(Options.MaxMessageBytes + (64 << 10), TimeSpan.FromSeconds(5), 256);
+        AnswerLanes = new Wire.AnswerLanes(Options.MaxMessageBytes + (64 << 10));
     }
 
     /// <inheritdoc/>
@@ -86,6 +87,9 @@ public sealed class SwarmModel : ICausalLM, IDisposable
 
     /// <summary>Connections to the first servers' push lanes, on which quiet steps are sent.</summary>
     internal Wire.PushLaneWriters Lanes { get; } = new();
+
+    /// <summary>The connections on which the last servers of this client's routes send back the answers of quiet steps.</summary>
+    internal Wire.AnswerLanes AnswerLanes { get; }
 
     /// <inheritdoc/>
     public IDecodingSession OpenSession(int maxLength) => new SwarmDecodingSession(this, Math.Min(maxLength, Config.MaxPositionEmbeddings));
@@ -189,6 +193,7 @@ public sealed class SwarmModel : ICausalLM, IDisposable
     {
         _channels.Dispose();
         Lanes.Dispose();
+        AnswerLanes.Dispose();
         Ends.Dispose();
     }
 }

@@ -77,6 +77,11 @@ public sealed partial class BlockServer
     /// <summary>Of <see cref="PushMessages"/>, those that went on the next server's push lane.</summary>
     public long LaneMessages => Interlocked.Read(ref _laneMessages);
 
+    private long _laneAnswers;
+
+    /// <summary>Answers sent back to clients on their push-lane connections (<see cref="LaneAnswer"/>) instead of on the sessions' streams.</summary>
+    public long LaneAnswers => Interlocked.Read(ref _laneAnswers);
+
     /// <summary>Steps that arrived pushed by a previous server.</summary>
     public long PushesReceived => Interlocked.Read(ref _pushesReceived);
 
@@ -95,7 +100,7 @@ public sealed partial class BlockServer
     public IDisposable ListenForPushes(string listenAddress, int port)
     {
         var lane = new PushLaneListener(System.Net.IPAddress.Parse(listenAddress), port, StartPushed, _options.MaxMessageBytes + (64 << 10),
-            MaxPushesInFlight, _logger);
+            MaxPushesInFlight, _logger, listen: ListenOnLane);
         if (Interlocked.CompareExchange(ref _lane, lane, null) is not null)
         {
             lane.Dispose();
@@ -220,9 +225,38 @@ public sealed partial class BlockServer
     private static Task ReplyAsync(BlockSession session, InferenceReply reply) =>
         (session.Reply ?? throw new RpcException(new Status(StatusCode.NotFound, "the session has no open stream")))(reply);
 
-    /// <summary>Answers <paramref name="work"/> with its output on its session's stream.</summary>
-    private static async Task AnswerAsync(StepWork work, WireTensor output) =>
-        await ReplyAsync(work.Session, new InferenceReply { Step = new StepResult { Hidden = output, StepId = work.Step.StepId } }).ConfigureAwait(false);
+    /// <summary>
+    /// Answers <paramref name="work"/> with its output: on the push-lane connection its client listens on when
+    /// it is a quiet chain's last step (the client then expects it there or on the stream), else, or if that
+    /// connection cannot take it, on the session's stream.
+    /// </summary>
+    private Task AnswerAsync(StepWork work, WireTensor output)
+    {
+        var result = new StepResult { Hidden = output, StepId = work.Step.StepId };
+        if (work.Step.Quiet && work.Session.AnswerLane is { } lane
+            && lane.TrySend(new LaneAnswer { SessionId = work.Session.Id.ToString(CultureInfo.InvariantCulture), Step = result }))
+        {
+            Interlocked.Increment(ref _laneAnswers);
+            return Task.CompletedTask;
+        }
+        return ReplyAsync(work.Session, new InferenceReply { Step = result });
+    }
+
+    /// <summary>
+    /// Sends the answers of the quiet steps of the session <paramref name="listen"/> names back on
+    /// <paramref name="lane"/> from now on, if its push token is the session's; else does nothing.
+    /// </summary>
+    internal void ListenOnLane(ListenRequest listen, IAnswerLane lane)
+    {
+        try
+        {
+            FindPushTarget(listen.SessionId, listen.PushToken).AnswerLane = lane;
+        }
+        catch (RpcException e)
+        {
+            Log.PushRefused(_logger, e.Status.Detail); // an old token or a closed session: its answers stay on its stream
+        }
+    }
 
     /// <summary>Refuses a step that is not the session's next (a step from the client may leave its id 0, meaning the next).</summary>
     private static void CheckStepId(BlockSession session, InferenceStep step, bool pushed)

@@ -105,6 +105,16 @@ internal sealed class BlockSession
     /// </summary>
     internal Func<Protos.InferenceReply, Task>? Reply { get; set; }
 
+    /// <summary>
+    /// The push-lane connection its client asked to get the answers of quiet steps on (<c>PushBatch.listen</c>),
+    /// or null: they go on the stream.
+    /// </summary>
+    internal IAnswerLane? AnswerLane
+    {
+        get => Volatile.Read(ref field);
+        set => Volatile.Write(ref field, value);
+    }
+
     /// <summary>Why the session was ended from outside its stream (a bad push), or null.</summary>
     internal Grpc.Core.RpcException? Failure { get; private set; }
 

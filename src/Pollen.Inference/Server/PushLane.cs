@@ -57,7 +57,7 @@ internal static class PushLane
     internal static readonly TimeSpan UnreachableFor = TimeSpan.FromMinutes(10);
 
     /// <summary><paramref name="message"/> as one frame (length prefix included), preceded by <see cref="Magic"/> when <paramref name="first"/>.</summary>
-    internal static byte[] Frame(PushBatch message, bool first)
+    internal static byte[] Frame(IMessage message, bool first)
     {
         var size = message.CalculateSize();
         var offset = first ? Magic.Length : 0;
@@ -89,6 +89,7 @@ internal sealed class PushLaneListener : IDisposable
 
     private readonly Socket _listener;
     private readonly Action<PushBatch, List<Task>> _start;
+    private readonly Action<ListenRequest, IAnswerLane>? _listen;
     private readonly int _maxFrameBytes;
     private readonly int _maxInFlight;
     private readonly ILogger _logger;
@@ -106,9 +107,12 @@ internal sealed class PushLaneListener : IDisposable
     /// <param name="maxInFlight">Steps of one connection running at once before it is read again.</param>
     /// <param name="logger">Where closed connections are told.</param>
     /// <param name="evictIdle">With all connections taken, one that carried nothing for longer than this makes way (default <see cref="PushLane.WriterIdleLimit"/>).</param>
-    internal PushLaneListener(IPAddress address, int port, Action<PushBatch, List<Task>> start, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null)
+    /// <param name="listen">Has a session's answers sent back on a connection (<see cref="BlockServer.ListenOnLane"/>); null: <c>listen</c> requests are ignored.</param>
+    internal PushLaneListener(IPAddress address, int port, Action<PushBatch, List<Task>> start, int maxFrameBytes, int maxInFlight, ILogger logger, TimeSpan? evictIdle = null,
+        Action<ListenRequest, IAnswerLane>? listen = null)
     {
         _start = start;
+        _listen = listen;
         _evictIdle = evictIdle ?? PushLane.WriterIdleLimit;
         _maxFrameBytes = maxFrameBytes;
         _maxInFlight = maxInFlight;
@@ -168,7 +172,7 @@ internal sealed class PushLaneListener : IDisposable
                 Thread.Sleep(100);
                 continue;
             }
-            var taken = new Connection(socket);
+            var taken = new Connection(this, socket, _maxFrameBytes);
             Connection? evicted = null;
             bool room;
             lock (_lock)
@@ -215,7 +219,7 @@ internal sealed class PushLaneListener : IDisposable
         {
             for (var budget = ReadBudget; budget > 0 && !c.Closed && !c.Paused;)
             {
-                var want = c.Wanted();
+                var want = c.Frames.Wanted();
                 var got = c.Socket.Receive(want, SocketFlags.None, out var error);
                 if (error == SocketError.WouldBlock)
                 {
@@ -228,16 +232,16 @@ internal sealed class PushLaneListener : IDisposable
                 }
                 if (got == 0)
                 {
-                    Close(c, c.InsideFrame ? "the connection ended inside a frame" : null);
+                    Close(c, c.Frames.InsideFrame ? "the connection ended inside a frame" : null);
                     return;
                 }
                 budget -= got;
-                if (c.Advance(got, _maxFrameBytes, FirstChunk) is { } fault)
+                if (c.Frames.Advance(got) is { } fault)
                 {
                     Close(c, fault);
                     return;
                 }
-                if (c.TakeFrame() is { } body)
+                if (c.Frames.TakeFrame() is { } body)
                 {
                     Started(c, body);
                 }
@@ -267,6 +271,20 @@ internal sealed class PushLaneListener : IDisposable
         {
             Close(c, $"a frame that is not a push batch ({e.Message})");
             return;
+        }
+        if (batch.Listen.Count > BlockServer.MaxPushBatch)
+        {
+            Close(c, $"a push message may ask for the answers of at most {BlockServer.MaxPushBatch} sessions, got {batch.Listen.Count}");
+            return;
+        }
+        foreach (var listen in batch.Listen)
+        {
+            _listen?.Invoke(listen, c);
+        }
+        if (batch.Listen.Count > 0 && batch.Steps.Count == 0)
+        {
+            c.LastFrame = Environment.TickCount64;
+            return; // a client asking for answers, no steps
         }
         try
         {
@@ -348,23 +366,19 @@ internal sealed class PushLaneListener : IDisposable
     }
 
     /// <summary>
-    /// An open connection, read a piece at a time: first the magic bytes, then frames, each a length and a
-    /// body. Memory for a body grows with what arrives, not with the length it claims: a peer announcing the
-    /// largest frame and sending nothing holds <see cref="FirstChunk"/> bytes, not 64 MiB. Touched on the
-    /// tensor thread only, but for <see cref="LastFrame"/>.
+    /// An open connection, read a piece at a time (<see cref="Frames"/>); the answers of sessions whose client
+    /// listens on it are written back on it. Touched on the tensor thread only, but for <see cref="LastFrame"/>
+    /// and <see cref="TrySend"/>.
     /// </summary>
-    private sealed class Connection(Socket socket)
+    private sealed class Connection(PushLaneListener listener, Socket socket, int maxFrameBytes) : IAnswerLane
     {
-        private readonly byte[] _header = new byte[PushLane.Magic.Length];
-        private int _headerRead;
-        private bool _started; // the magic bytes have arrived
-        private byte[]? _body;
-        private int _length;
-        private int _bodyRead;
+        private readonly Lock _write = new();
 
         internal Socket Socket { get; } = socket;
 
         internal string Remote { get; } = Describe(socket);
+
+        internal LaneFrameReader Frames { get; } = new(expectMagic: true, maxFrameBytes, FirstChunk);
 
         /// <summary>When it last carried a frame (<see cref="Environment.TickCount64"/>; its accept time before the first).</summary>
         internal long LastFrame
@@ -375,70 +389,42 @@ internal sealed class PushLaneListener : IDisposable
 
         internal List<Task> Running { get; } = [];
 
-        internal bool Closed { get; set; }
+        internal bool Closed
+        {
+            get => Volatile.Read(ref field);
+            set => Volatile.Write(ref field, value);
+        }
 
         internal bool Paused { get; set; }
 
-        /// <summary>Whether some of a frame (its length or body) has arrived but not all of it.</summary>
-        internal bool InsideFrame => !_started ? _headerRead > 0 : _body is not null || _headerRead > 0;
-
-        /// <summary>Where the next bytes go.</summary>
-        internal Span<byte> Wanted() =>
-            !_started ? _header.AsSpan(_headerRead)
-            : _body is null ? _header.AsSpan(_headerRead, 4 - _headerRead)
-            : _body.AsSpan(_bodyRead);
-
-        /// <summary>Counts <paramref name="got"/> bytes put where <see cref="Wanted"/> said; returns what is wrong with them, or null.</summary>
-        internal string? Advance(int got, int maxFrameBytes, int firstChunk)
+        /// <summary>
+        /// Writes <paramref name="answer"/> as one frame if the socket takes all of it at once; otherwise (closed,
+        /// or a client that does not read) the connection is cut, since part of a frame may have gone.
+        /// </summary>
+        public bool TrySend(LaneAnswer answer)
         {
-            if (!_started)
+            var frame = PushLane.Frame(answer, first: false);
+            lock (_write)
             {
-                _headerRead += got;
-                if (_headerRead < _header.Length)
+                if (Closed)
                 {
-                    return null;
+                    return false;
                 }
-                if (!_header.AsSpan().SequenceEqual(PushLane.Magic))
+                try
                 {
-                    return "it did not start with the push-lane magic bytes";
+                    if (Socket.Send(frame, SocketFlags.None, out var error) == frame.Length && error == SocketError.Success)
+                    {
+                        LastFrame = Environment.TickCount64; // in use, though its client writes only to listen
+                        return true;
+                    }
                 }
-                (_started, _headerRead) = (true, 0);
-                return null;
-            }
-            if (_body is null)
-            {
-                _headerRead += got;
-                if (_headerRead < 4)
+                catch (ObjectDisposedException)
                 {
-                    return null;
+                    return false;
                 }
-                _headerRead = 0;
-                _length = BinaryPrimitives.ReadInt32LittleEndian(_header);
-                if (_length <= 0 || _length > maxFrameBytes)
-                {
-                    return $"a frame of {_length} bytes (1..{maxFrameBytes} allowed)";
-                }
-                (_body, _bodyRead) = (new byte[Math.Min(_length, firstChunk)], 0);
-                return null;
             }
-            _bodyRead += got;
-            if (_bodyRead == _body.Length && _bodyRead < _length)
-            {
-                Array.Resize(ref _body, (int)Math.Min(_length, 2L * _body.Length));
-            }
-            return null;
-        }
-
-        /// <summary>The body of the frame that has just arrived whole, or null.</summary>
-        internal byte[]? TakeFrame()
-        {
-            if (_body is null || _bodyRead < _length)
-            {
-                return null;
-            }
-            var body = _body;
-            _body = null;
-            return body;
+            listener.Cut(this, "it did not take an answer at once (not reading?)");
+            return false;
         }
     }
 
@@ -472,5 +458,90 @@ internal sealed class PushLaneListener : IDisposable
         _idleSweep.Dispose();
         _listener.Dispose();
         open.ForEach(c => Cut(c, null));
+    }
+}
+
+/// <summary>A connection a session's answers can be sent back on (a client's own push-lane connection).</summary>
+internal interface IAnswerLane
+{
+    /// <summary>Sends <paramref name="answer"/>; false if it could not (then it is to go on the session's stream).</summary>
+    bool TrySend(LaneAnswer answer);
+}
+
+/// <summary>
+/// Reads push-lane frames from a non-blocking socket a piece at a time: optionally the magic bytes first, then
+/// frames, each a 4-byte little-endian length and a body. Memory for a body grows with what arrives, not with
+/// the length it claims: a peer announcing the largest frame and sending nothing holds the first chunk, not
+/// 64 MiB.
+/// </summary>
+internal sealed class LaneFrameReader(bool expectMagic, int maxFrameBytes, int firstChunk)
+{
+    private readonly byte[] _header = new byte[PushLane.Magic.Length];
+    private int _headerRead;
+    private bool _started = !expectMagic; // the magic bytes have arrived
+    private byte[]? _body;
+    private int _length;
+    private int _bodyRead;
+
+    /// <summary>Whether some of the magic or of a frame (its length or body) has arrived but not all of it.</summary>
+    internal bool InsideFrame => _body is not null || _headerRead > 0;
+
+    /// <summary>Where the next bytes go.</summary>
+    internal Span<byte> Wanted() =>
+        !_started ? _header.AsSpan(_headerRead)
+        : _body is null ? _header.AsSpan(_headerRead, 4 - _headerRead)
+        : _body.AsSpan(_bodyRead);
+
+    /// <summary>Counts <paramref name="got"/> bytes put where <see cref="Wanted"/> said; returns what is wrong with them, or null.</summary>
+    internal string? Advance(int got)
+    {
+        if (!_started)
+        {
+            _headerRead += got;
+            if (_headerRead < _header.Length)
+            {
+                return null;
+            }
+            if (!_header.AsSpan().SequenceEqual(PushLane.Magic))
+            {
+                return "it did not start with the push-lane magic bytes";
+            }
+            (_started, _headerRead) = (true, 0);
+            return null;
+        }
+        if (_body is null)
+        {
+            _headerRead += got;
+            if (_headerRead < 4)
+            {
+                return null;
+            }
+            _headerRead = 0;
+            _length = BinaryPrimitives.ReadInt32LittleEndian(_header);
+            if (_length <= 0 || _length > maxFrameBytes)
+            {
+                return $"a frame of {_length} bytes (1..{maxFrameBytes} allowed)";
+            }
+            (_body, _bodyRead) = (new byte[Math.Min(_length, firstChunk)], 0);
+            return null;
+        }
+        _bodyRead += got;
+        if (_bodyRead == _body.Length && _bodyRead < _length)
+        {
+            Array.Resize(ref _body, (int)Math.Min(_length, 2L * _body.Length));
+        }
+        return null;
+    }
+
+    /// <summary>The body of the frame that has just arrived whole, or null.</summary>
+    internal byte[]? TakeFrame()
+    {
+        if (_body is null || _bodyRead < _length)
+        {
+            return null;
+        }
+        var body = _body;
+        _body = null;
+        return body;
     }
 }

@@ -86,6 +86,17 @@ internal sealed class PushLaneWriter(string host, int port) : IDisposable
 
     private async Task ConnectAsync(TimeSpan timeout)
     {
+        var socket = await ConnectAsync(host, port, timeout).ConfigureAwait(false);
+        _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+    }
+
+    /// <summary>
+    /// A connection to the lane at <paramref name="host"/>:<paramref name="port"/> that the server took (it sent
+    /// <see cref="PushLane.Accepted"/>); throws <see cref="PushLaneUnreachableException"/> otherwise.
+    /// </summary>
+    internal static async Task<Socket> ConnectAsync(string host, int port, TimeSpan timeout)
+    {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var cancel = new CancellationTokenSource(timeout < PushLane.ConnectTimeout ? timeout : PushLane.ConnectTimeout);
         try
@@ -97,14 +108,13 @@ internal sealed class PushLaneWriter(string host, int port) : IDisposable
             {
                 throw new SocketException((int)SocketError.ConnectionRefused, "the server has no room for another push-lane connection");
             }
+            return socket;
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)
         {
             socket.Dispose();
-            throw new PushLaneUnreachableException($"could not connect to the push lane at {Address}: {e.Message}", e);
+            throw new PushLaneUnreachableException($"could not connect to the push lane at {Pollen.Swarm.Transport.PeerAddress.Format(host, port)}: {e.Message}", e);
         }
-        _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: true);
     }
 
     private void Drop()

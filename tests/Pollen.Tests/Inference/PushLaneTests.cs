@@ -30,7 +30,15 @@ public class PushLaneTests
         { "a batch of no steps", [.. PushLane.Magic, .. Length(2), 0x10, 0x01] }, // only an unknown field
         { "a connection cut inside a frame", [.. PushLane.Magic, .. Length(100), 1, 2, 3] },
         { "a connection cut inside a frame claiming 60 MiB", [.. PushLane.Magic, .. Length(60 << 20), .. new byte[(1 << 20) + 10]] },
+        { "a request for the answers of 65 sessions", PushLane.Frame(ListenTo(65), first: true) },
     };
+
+    private static PushBatch ListenTo(int sessions)
+    {
+        var batch = new PushBatch();
+        batch.Listen.Add(Enumerable.Range(1, sessions).Select(i => new ListenRequest { SessionId = i.ToString(System.Globalization.CultureInfo.InvariantCulture), PushToken = ByteString.CopyFrom(new byte[16]) }));
+        return batch;
+    }
 
     [Theory]
     [MemberData(nameof(Malformed))]
@@ -156,13 +164,14 @@ public class PushLaneTests
         var local = await TextGenerator.GenerateToEndAsync(swarm.Local, null, Prompt, Greedy, Ct);
         using var model = swarm.Client();
         var ids = new List<int>();
-        long onLane = 0;
+        long onLane = 0, answered = 0;
         await foreach (var token in TextGenerator.GenerateAsync(model, null, Prompt, Greedy, Ct))
         {
             ids.Add(token.Id);
             if (ids.Count == 8)
             {
                 onLane = swarm.Hosts[0]!.Server.LaneMessages;
+                answered = swarm.Hosts[1]!.Server.LaneAnswers;
                 swarm.Hosts[1]!.StopPushLane(); // as if a firewall closed the port: the gRPC port still works
             }
         }
@@ -171,6 +180,9 @@ public class PushLaneTests
         Assert.True(onLane >= 6, $"only {onLane} messages went on the lane before it stopped");
         Assert.Equal(onLane, first.LaneMessages); // none since
         Assert.True(first.PushMessages > onLane, "the pushes after the lane stopped did not go over gRPC");
+        // the client's answers came on the last server's lane until it stopped, then on the session's stream
+        Assert.True(answered >= 6, $"only {answered} answers came on the lane before it stopped");
+        Assert.Equal(answered, swarm.Hosts[1]!.Server.LaneAnswers);
     }
 
     private static byte[] Length(int length)

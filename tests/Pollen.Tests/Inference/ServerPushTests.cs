@@ -45,6 +45,7 @@ public class ServerPushTests
         Assert.All(servers[..3], s => Assert.Equal(pushLanes ? steps : 0, s.LaneMessages)); // else the Push call
         Assert.Equal(0, servers[3].StepsPushed);
         Assert.Equal(pushLanes ? steps : 0, servers[0].PushesReceived); // the client's steps go on the first server's lane too
+        Assert.Equal(pushLanes ? steps : 0, servers[3].LaneAnswers); // and the last server's answers come back on its lane
 
         using (var model = swarm.Client(new SwarmModelOptions { PushBetweenServers = false }))
         {
