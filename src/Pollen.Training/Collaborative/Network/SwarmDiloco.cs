@@ -106,7 +106,7 @@ public sealed class SwarmDiloco : IDisposable
     /// its entry names, which the check refuses; the progress is then read again (a few times, backing off)
     /// so a run that moves on quickly still lets a late peer in.
     /// </remarks>
-    /// <exception cref="Swarm.SwarmUnavailableException">This peer is behind and no peer of the newest round gave a valid state.</exception>
+    /// <exception cref="Swarm.SwarmUnavailableException">This peer is behind (an older round) and no peer of the newest round gave a valid state.</exception>
     public async Task<bool> SyncAsync(CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
@@ -115,6 +115,14 @@ public sealed class SwarmDiloco : IDisposable
             if (done is { } result)
             {
                 return result;
+            }
+            if (attempt == SyncAttempts && newest == _peer.Round)
+            {
+                // not behind, only split from a group that cannot hand its state over (its peers are gone, and
+                // their progress has not expired yet): this peer's parameters are as new, so it goes on with them
+                // rather than stall until that progress expires
+                Log.KeptSplitState(_logger, newest);
+                return false;
             }
             if (attempt == SyncAttempts)
             {
@@ -259,4 +267,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 502, Level = LogLevel.Warning, Message = "State download from {Peer} failed: {Reason}")]
     internal static partial void SyncFailed(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 505, Level = LogLevel.Warning, Message = "Round {Round}: the peers whose parameters would win could not hand them over; going on with this peer's own")]
+    internal static partial void KeptSplitState(ILogger logger, long round);
 }

@@ -152,6 +152,21 @@ public sealed class SwarmDilocoJoinTests
         Assert.False(await run[0].SyncAsync(Ct)); // in step now: nothing more to do
         Assert.False(await other.SyncAsync(Ct));
     }
+
+    [Fact]
+    public async Task APeerThatSplitFromAPeerThatIsGoneGoesOnWithItsOwnState()
+    {
+        // as above, but the peer whose state would win dies before the other takes it over: its progress is
+        // still in the DHT, its state cannot be downloaded, and the survivor, not behind, keeps its own
+        await using var run = await DilocoSwarm.StartAsync(1, rounds: 2);
+        var other = await run.AddPeerAsync(2, modelSeed: 99);
+        var (winner, loser) = string.CompareOrdinal(run[0].Peer.ParameterHash, other.Peer.ParameterHash) < 0 ? (0, 1) : (1, 0);
+        var survivor = loser == 0 ? run[0] : other;
+        var own = survivor.Peer.ParameterHash;
+        await run.KillAsync(winner);
+        Assert.False(await survivor.SyncAsync(Ct));
+        Assert.Equal(own, survivor.Peer.ParameterHash);
+    }
 }
 
 /// <summary>A logger that counts failed state downloads (event 502) and lets a test wait for them.</summary>
