@@ -137,7 +137,13 @@ public class TensorThreadTests
         using var ____ = receiver2;
         var second = 0;
         TensorThread.Watch(receiver2, () => second++); // never reads: readable for as long as it is watched
-        TensorThread.Unwatch(receiver2);
+        // unwatched on the tensor thread, and only then sent to (from another thread, Unwatch takes effect when
+        // the thread gets to it, and a byte sent before that may still be read)
+        await TensorThread.InvokeAsync(() =>
+        {
+            TensorThread.Unwatch(receiver2);
+            return true;
+        });
         sender2.Send([1]);
         for (var i = 0; i < 3; i++)
         {
