@@ -63,6 +63,7 @@ public sealed class RemoteSpan : IAsyncDisposable
             span.SessionId = reply.Opened.SessionId;
             span.PushToken = reply.Opened.PushToken;
             span.PushPort = reply.Opened.PushPort; // checked where it is used (PushLaneWriters.For)
+            span.AnswerToken = reply.Opened.AnswerToken;
             return span;
         }
         catch
@@ -77,6 +78,9 @@ public sealed class RemoteSpan : IAsyncDisposable
 
     /// <summary>The secret a previous server presents to push steps into the session (empty from a server that does not take pushes).</summary>
     public Google.Protobuf.ByteString PushToken { get; private set; } = Google.Protobuf.ByteString.Empty;
+
+    /// <summary>The secret with which this client alone asks for the session's answers on the server's push lane (empty from a server without answer lanes).</summary>
+    internal Google.Protobuf.ByteString AnswerToken { get; private set; } = Google.Protobuf.ByteString.Empty;
 
     /// <summary>Steps the session has run (as far as this client knows).</summary>
     public ulong StepsRun => _nextStep;

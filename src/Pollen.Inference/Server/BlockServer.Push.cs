@@ -79,6 +79,12 @@ public sealed partial class BlockServer
 
     private long _laneAnswers;
 
+    /// <summary>
+    /// Largest output answered on a lane: the frame is written at once or not at all (a socket that cannot take
+    /// it whole is cut), so a long prompt's outputs go on the stream, which waits for room.
+    /// </summary>
+    internal const int MaxLaneAnswerBytes = 256 << 10;
+
     /// <summary>Answers sent back to clients on their push-lane connections (<see cref="LaneAnswer"/>) instead of on the sessions' streams.</summary>
     public long LaneAnswers => Interlocked.Read(ref _laneAnswers);
 
@@ -233,7 +239,7 @@ public sealed partial class BlockServer
     private Task AnswerAsync(StepWork work, WireTensor output)
     {
         var result = new StepResult { Hidden = output, StepId = work.Step.StepId };
-        if (work.Step.Quiet && work.Session.AnswerLane is { } lane
+        if (work.Step.Quiet && output.Bytes.Length <= MaxLaneAnswerBytes && work.Session.AnswerLane is { } lane
             && lane.TrySend(new LaneAnswer { SessionId = work.Session.Id.ToString(CultureInfo.InvariantCulture), Step = result }))
         {
             Interlocked.Increment(ref _laneAnswers);
@@ -244,17 +250,27 @@ public sealed partial class BlockServer
 
     /// <summary>
     /// Sends the answers of the quiet steps of the session <paramref name="listen"/> names back on
-    /// <paramref name="lane"/> from now on, if its push token is the session's; else does nothing.
+    /// <paramref name="lane"/> from now on, if its answer token is the session's; else does nothing (a
+    /// closed session, or someone other than its client: its answers stay on its stream).
     /// </summary>
     internal void ListenOnLane(ListenRequest listen, IAnswerLane lane)
     {
-        try
+        BlockSession? session = null;
+        if (long.TryParse(listen.SessionId, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
         {
-            FindPushTarget(listen.SessionId, listen.PushToken).AnswerLane = lane;
+            lock (_lock)
+            {
+                _sessions.TryGetValue(id, out session);
+            }
         }
-        catch (RpcException e)
+        if (session is not null && listen.AnswerToken.Length == BlockSession.PushTokenBytes
+            && CryptographicOperations.FixedTimeEquals(listen.AnswerToken.Span, session.AnswerToken))
         {
-            Log.PushRefused(_logger, e.Status.Detail); // an old token or a closed session: its answers stay on its stream
+            session.AnswerLane = lane;
+        }
+        else
+        {
+            Log.PushRefused(_logger, "a request for answers without the session's answer token");
         }
     }
 

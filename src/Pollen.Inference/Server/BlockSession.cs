@@ -105,6 +105,9 @@ internal sealed class BlockSession
     /// </summary>
     internal Func<Protos.InferenceReply, Task>? Reply { get; set; }
 
+    /// <summary>The secret its client alone presents to have its answers sent on a push-lane connection (never renewed).</summary>
+    internal byte[] AnswerToken { get; } = System.Security.Cryptography.RandomNumberGenerator.GetBytes(PushTokenBytes);
+
     /// <summary>
     /// The push-lane connection its client asked to get the answers of quiet steps on (<c>PushBatch.listen</c>),
     /// or null: they go on the stream.

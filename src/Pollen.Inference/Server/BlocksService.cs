@@ -51,6 +51,7 @@ internal sealed class BlocksService(BlockServing.Slot slot, ILogger<BlocksServic
                                 FreeCacheTokens = _server.FreeCacheTokens,
                                 PushToken = Google.Protobuf.ByteString.CopyFrom(session.PushToken),
                                 PushPort = (uint)_server.PushPort,
+                                AnswerToken = Google.Protobuf.ByteString.CopyFrom(session.AnswerToken),
                             },
                         }, linked.Token).ConfigureAwait(false);
                         // pushed steps answer on this stream too (serialized with the client's by the session's gate)

@@ -77,7 +77,7 @@ internal sealed class AnswerLane
             _spans[span.SessionId] = span;
         }
         var message = new PushBatch();
-        message.Listen.Add(new ListenRequest { SessionId = span.SessionId, PushToken = span.PushToken });
+        message.Listen.Add(new ListenRequest { SessionId = span.SessionId, AnswerToken = span.AnswerToken });
         var frame = PushLane.Frame(message, first: false);
         lock (_write)
         {
@@ -223,7 +223,7 @@ internal sealed class AnswerLanes(int maxFrameBytes) : IDisposable
     internal async Task TryListenAsync(RemoteSpan span, TimeSpan timeout, ILogger logger)
     {
         var key = (span.Server.Address, span.PushPort);
-        if (span.PushPort is 0 or > ushort.MaxValue)
+        if (span.PushPort is 0 or > ushort.MaxValue || span.AnswerToken.Length == 0)
         {
             return;
         }

@@ -36,7 +36,7 @@ public class PushLaneTests
     private static PushBatch ListenTo(int sessions)
     {
         var batch = new PushBatch();
-        batch.Listen.Add(Enumerable.Range(1, sessions).Select(i => new ListenRequest { SessionId = i.ToString(System.Globalization.CultureInfo.InvariantCulture), PushToken = ByteString.CopyFrom(new byte[16]) }));
+        batch.Listen.Add(Enumerable.Range(1, sessions).Select(i => new ListenRequest { SessionId = i.ToString(System.Globalization.CultureInfo.InvariantCulture), AnswerToken = ByteString.CopyFrom(new byte[16]) }));
         return batch;
     }
 
@@ -123,6 +123,30 @@ public class PushLaneTests
         {
             full.ForEach(s => s.Dispose());
         }
+    }
+
+    [Fact]
+    public async Task OnlyTheClientsAnswerTokenHasASessionAnswerOnALane()
+    {
+        await using var swarm = await InferenceSwarm.StartAsync(Config, [(0, 4)]);
+        var server = swarm.Hosts[0]!.Server;
+        using var expired = new CancellationTokenSource();
+        var session = server.OpenSession(new OpenSession { Blocks = new BlockRange { StartBlock = 0, EndBlock = 4 }, MaxLength = 16 }, expired);
+        var lane = new NoLane();
+        var id = session.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // the push token is what the previous server of a route knows: it cannot take the answers over
+        server.ListenOnLane(new ListenRequest { SessionId = id, AnswerToken = ByteString.CopyFrom(session.PushToken) }, lane);
+        server.ListenOnLane(new ListenRequest { SessionId = id, AnswerToken = ByteString.Empty }, lane);
+        server.ListenOnLane(new ListenRequest { SessionId = "x", AnswerToken = ByteString.CopyFrom(session.AnswerToken) }, lane);
+        Assert.Null(session.AnswerLane);
+        server.ListenOnLane(new ListenRequest { SessionId = id, AnswerToken = ByteString.CopyFrom(session.AnswerToken) }, lane);
+        Assert.Same(lane, session.AnswerLane);
+        server.CloseSession(session);
+    }
+
+    private sealed class NoLane : IAnswerLane
+    {
+        public bool TrySend(LaneAnswer answer) => false;
     }
 
     [Fact]
