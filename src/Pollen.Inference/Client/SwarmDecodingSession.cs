@@ -82,6 +82,10 @@ internal sealed class SwarmDecodingSession(SwarmModel model, int maxLength) : ID
             _embeddings.RemoveAt(step - 1);
             _positions.RemoveAt(step - 1);
             CloseAll();
+            if (TensorThread.IsCurrent)
+            {
+                await Task.Yield(); // failed after a lost answer lane: the caller's handler must not run on the tensor thread either
+            }
             throw;
         }
         Length += tokens;
