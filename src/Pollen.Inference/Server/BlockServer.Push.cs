@@ -65,6 +65,7 @@ public sealed partial class BlockServer
     private long _stepsPushed;
     private long _pushMessages;
     private long _laneMessages;
+    private long _laneAnswers;
     private long _pushesReceived;
     private long _pushesRefused;
 
@@ -76,8 +77,6 @@ public sealed partial class BlockServer
 
     /// <summary>Of <see cref="PushMessages"/>, those that went on the next server's push lane.</summary>
     public long LaneMessages => Interlocked.Read(ref _laneMessages);
-
-    private long _laneAnswers;
 
     /// <summary>
     /// Largest output answered on a lane: the frame is written at once or not at all (a socket that cannot take
@@ -255,16 +254,7 @@ public sealed partial class BlockServer
     /// </summary>
     internal void ListenOnLane(ListenRequest listen, IAnswerLane lane)
     {
-        BlockSession? session = null;
-        if (long.TryParse(listen.SessionId, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
-        {
-            lock (_lock)
-            {
-                _sessions.TryGetValue(id, out session);
-            }
-        }
-        if (session is not null && listen.AnswerToken.Length == BlockSession.PushTokenBytes
-            && CryptographicOperations.FixedTimeEquals(listen.AnswerToken.Span, session.AnswerToken))
+        if (FindSession(listen.SessionId, listen.AnswerToken, s => s.AnswerToken) is { } session)
         {
             session.AnswerLane = lane;
         }
@@ -360,7 +350,11 @@ public sealed partial class BlockServer
     }
 
     /// <summary>The open session <paramref name="sessionId"/>, if <paramref name="token"/> is its push token.</summary>
-    internal BlockSession FindPushTarget(string sessionId, ByteString token)
+    internal BlockSession FindPushTarget(string sessionId, ByteString token) =>
+        FindSession(sessionId, token, s => s.PushToken) ?? throw new RpcException(new Status(StatusCode.NotFound, "no open session with this id and push token"));
+
+    /// <summary>The open session <paramref name="sessionId"/>, if <paramref name="token"/> is its <paramref name="secret"/>; else null.</summary>
+    private BlockSession? FindSession(string sessionId, ByteString token, Func<BlockSession, byte[]> secret)
     {
         BlockSession? session = null;
         if (long.TryParse(sessionId, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
@@ -370,11 +364,8 @@ public sealed partial class BlockServer
                 _sessions.TryGetValue(id, out session);
             }
         }
-        if (session is null || token.Length != BlockSession.PushTokenBytes || !CryptographicOperations.FixedTimeEquals(token.Span, session.PushToken))
-        {
-            throw new RpcException(new Status(StatusCode.NotFound, "no open session with this id and push token"));
-        }
-        return session;
+        return session is not null && token.Length == BlockSession.PushTokenBytes && CryptographicOperations.FixedTimeEquals(token.Span, secret(session))
+            ? session : null;
     }
 
     private static void CheckPushTargets(InferenceStep step)

@@ -84,8 +84,8 @@ internal sealed class PushLaneListener : IDisposable
     /// <summary>What a frame's body is first read into; it doubles as more arrives.</summary>
     private const int FirstChunk = 1 << 20;
 
-    /// <summary>Most bytes read from one connection before the others (and the work queued meanwhile) get their turn.</summary>
-    private const int ReadBudget = 4 << 20;
+    /// <summary>Most frames read from one connection before the others (and the work queued meanwhile) get their turn.</summary>
+    private const int FramesPerTurn = 64;
 
     private readonly Socket _listener;
     private readonly Action<PushBatch, List<Task>> _start;
@@ -210,40 +210,25 @@ internal sealed class PushLaneListener : IDisposable
     }
 
     /// <summary>
-    /// On the tensor thread: reads what has arrived (up to <see cref="ReadBudget"/>) and starts the steps of
-    /// each complete frame; closes the connection when it ends or sends something malformed.
+    /// On the tensor thread: reads what has arrived (up to <see cref="FramesPerTurn"/> frames) and starts the
+    /// steps of each complete frame; closes the connection when it ends or sends something malformed.
     /// </summary>
     private void Read(Connection c)
     {
         try
         {
-            for (var budget = ReadBudget; budget > 0 && !c.Closed && !c.Paused;)
+            for (var frames = 0; frames < FramesPerTurn && !c.Closed && !c.Paused; frames++)
             {
-                var want = c.Frames.Wanted();
-                var got = c.Socket.Receive(want, SocketFlags.None, out var error);
-                if (error == SocketError.WouldBlock)
+                switch (c.Frames.Receive(c.Socket, out var body, out var fault))
                 {
-                    return;
-                }
-                if (error != SocketError.Success)
-                {
-                    Close(c, null); // cut
-                    return;
-                }
-                if (got == 0)
-                {
-                    Close(c, c.Frames.InsideFrame ? "the connection ended inside a frame" : null);
-                    return;
-                }
-                budget -= got;
-                if (c.Frames.Advance(got) is { } fault)
-                {
-                    Close(c, fault);
-                    return;
-                }
-                if (c.Frames.TakeFrame() is { } body)
-                {
-                    Started(c, body);
+                    case LaneRead.Nothing:
+                        return;
+                    case LaneRead.Frame:
+                        Started(c, body!);
+                        break;
+                    default:
+                        Close(c, fault); // a reason only when it was the peer's fault
+                        return;
                 }
             }
         }
@@ -260,12 +245,12 @@ internal sealed class PushLaneListener : IDisposable
     }
 
     /// <summary>Starts the steps of a frame's <paramref name="body"/>; while too many of the connection's steps run, stops reading it.</summary>
-    private void Started(Connection c, ReadOnlyMemory<byte> body)
+    private void Started(Connection c, byte[] body)
     {
         PushBatch batch;
         try
         {
-            batch = PushBatch.Parser.ParseFrom(body.Span);
+            batch = PushBatch.Parser.ParseFrom(body);
         }
         catch (InvalidProtocolBufferException e)
         {
@@ -484,16 +469,16 @@ internal sealed class LaneFrameReader(bool expectMagic, int maxFrameBytes, int f
     private int _bodyRead;
 
     /// <summary>Whether some of the magic or of a frame (its length or body) has arrived but not all of it.</summary>
-    internal bool InsideFrame => _body is not null || _headerRead > 0;
+    private bool InsideFrame => _body is not null || _headerRead > 0;
 
     /// <summary>Where the next bytes go.</summary>
-    internal Span<byte> Wanted() =>
+    private Span<byte> Wanted() =>
         !_started ? _header.AsSpan(_headerRead)
         : _body is null ? _header.AsSpan(_headerRead, 4 - _headerRead)
         : _body.AsSpan(_bodyRead);
 
     /// <summary>Counts <paramref name="got"/> bytes put where <see cref="Wanted"/> said; returns what is wrong with them, or null.</summary>
-    internal string? Advance(int got)
+    private string? Advance(int got)
     {
         if (!_started)
         {
@@ -533,8 +518,41 @@ internal sealed class LaneFrameReader(bool expectMagic, int maxFrameBytes, int f
         return null;
     }
 
+    /// <summary>
+    /// Reads from <paramref name="socket"/> (non-blocking) until a frame is whole (<paramref name="frame"/>),
+    /// nothing more has arrived, the connection ended, or what came is malformed (<paramref name="fault"/> says
+    /// what; for an end, set only if it came inside a frame).
+    /// </summary>
+    internal LaneRead Receive(Socket socket, out byte[]? frame, out string? fault)
+    {
+        (frame, fault) = (null, null);
+        while (true)
+        {
+            var got = socket.Receive(Wanted(), SocketFlags.None, out var error);
+            if (error == SocketError.WouldBlock)
+            {
+                return LaneRead.Nothing;
+            }
+            if (error != SocketError.Success || got == 0)
+            {
+                fault = error == SocketError.Success && InsideFrame ? "the connection ended inside a frame" : null;
+                return LaneRead.Ended;
+            }
+            if (Advance(got) is { } wrong)
+            {
+                fault = wrong;
+                return LaneRead.Malformed;
+            }
+            if (TakeFrame() is { } body)
+            {
+                frame = body;
+                return LaneRead.Frame;
+            }
+        }
+    }
+
     /// <summary>The body of the frame that has just arrived whole, or null.</summary>
-    internal byte[]? TakeFrame()
+    private byte[]? TakeFrame()
     {
         if (_body is null || _bodyRead < _length)
         {
@@ -544,4 +562,20 @@ internal sealed class LaneFrameReader(bool expectMagic, int maxFrameBytes, int f
         _body = null;
         return body;
     }
+}
+
+/// <summary>What <see cref="LaneFrameReader.Receive"/> found.</summary>
+internal enum LaneRead
+{
+    /// <summary>Nothing more has arrived for now.</summary>
+    Nothing,
+
+    /// <summary>A whole frame.</summary>
+    Frame,
+
+    /// <summary>The connection ended or failed.</summary>
+    Ended,
+
+    /// <summary>Bytes that break the protocol.</summary>
+    Malformed,
 }

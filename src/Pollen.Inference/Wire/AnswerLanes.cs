@@ -124,26 +124,18 @@ internal sealed class AnswerLane
         {
             for (var frames = 0; frames < 64; frames++)
             {
-                var got = _socket.Receive(_frames.Wanted(), SocketFlags.None, out var error);
-                if (error == SocketError.WouldBlock)
+                switch (_frames.Receive(_socket, out var body, out var fault))
                 {
-                    return;
+                    case LaneRead.Nothing:
+                        return;
+                    case LaneRead.Ended:
+                        Fail($"the server closed the answer lane {Address}");
+                        return;
+                    case LaneRead.Malformed:
+                        Fail($"the server at {Address} sent {fault}", malformed: true);
+                        return;
                 }
-                if (error != SocketError.Success || got == 0)
-                {
-                    Fail($"the server closed the answer lane {Address}");
-                    return;
-                }
-                if (_frames.Advance(got) is { } fault)
-                {
-                    Fail($"the server at {Address} sent {fault}", malformed: true);
-                    return;
-                }
-                if (_frames.TakeFrame() is not { } body)
-                {
-                    continue;
-                }
-                var answer = LaneAnswer.Parser.ParseFrom(body);
+                var answer = LaneAnswer.Parser.ParseFrom(body!); // a whole frame: the other cases returned
                 RemoteSpan? span;
                 lock (_lock)
                 {
