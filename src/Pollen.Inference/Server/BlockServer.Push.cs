@@ -162,10 +162,6 @@ public sealed partial class BlockServer
                 await ReplyAsync(session, new InferenceReply { Step = new StepResult { StepId = step.StepId, Refused = refusal } }).ConfigureAwait(false);
                 return;
             }
-            else
-            {
-                Interlocked.Increment(ref _pushesReceived);
-            }
             var hidden = await work.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             session.Outputs.Add(hidden);
             if (work.Answered is { } answered)
@@ -238,11 +234,15 @@ public sealed partial class BlockServer
     private Task AnswerAsync(StepWork work, WireTensor output)
     {
         var result = new StepResult { Hidden = output, StepId = work.Step.StepId };
-        if (work.Step.Quiet && output.Bytes.Length <= MaxLaneAnswerBytes && work.Session.AnswerLane is { } lane
-            && lane.TrySend(new LaneAnswer { SessionId = work.Session.Id.ToString(CultureInfo.InvariantCulture), Step = result }))
+        if (work.Step.Quiet && output.Bytes.Length <= MaxLaneAnswerBytes && work.Session.AnswerLane is { } lane)
         {
+            // counted before it is sent, as pushes are: the client may act on it before TrySend returns
             Interlocked.Increment(ref _laneAnswers);
-            return Task.CompletedTask;
+            if (lane.TrySend(new LaneAnswer { SessionId = work.Session.Id.ToString(CultureInfo.InvariantCulture), Step = result }))
+            {
+                return Task.CompletedTask;
+            }
+            Interlocked.Decrement(ref _laneAnswers);
         }
         return ReplyAsync(work.Session, new InferenceReply { Step = result });
     }
@@ -281,7 +281,7 @@ public sealed partial class BlockServer
         {
             CheckStepId(session, step, pushed: true);
             CheckPushTargets(step);
-            (work, refusal) = (StepAsync(session, step), null);
+            (work, refusal) = (StepAsync(session, step, pushed: true), null);
             return true;
         }
         catch (RpcException e)
@@ -439,23 +439,31 @@ public sealed partial class BlockServer
     {
         var message = new PushBatch();
         message.Steps.Add(pushes);
+        // counted before they are written, and taken back if they are not: the route's end may answer the
+        // client before a write returns, and whoever sees the answer sees the push counted
+        Interlocked.Add(ref _stepsPushed, pushes.Count);
+        Interlocked.Increment(ref _pushMessages);
+        Interlocked.Increment(ref _laneMessages);
+        var onLane = true;
         try
         {
             if (!await _laneWriters.TryWriteAsync(address, pushPort, message, _options.PushTimeout, _logger).ConfigureAwait(false))
             {
+                onLane = false;
+                Interlocked.Decrement(ref _laneMessages);
                 await PushStreamTo(address).WriteAsync(message, _options.PushTimeout).ConfigureAwait(false);
             }
-            else
-            {
-                Interlocked.Increment(ref _laneMessages);
-            }
-            Interlocked.Add(ref _stepsPushed, pushes.Count);
-            Interlocked.Increment(ref _pushMessages);
             return null;
         }
         catch (Exception e) when (e is RpcException or IOException or HttpRequestException or OperationCanceledException or InvalidOperationException
             or ObjectDisposedException or TimeoutException or System.Net.Sockets.SocketException)
         {
+            Interlocked.Add(ref _stepsPushed, -pushes.Count);
+            Interlocked.Decrement(ref _pushMessages);
+            if (onLane)
+            {
+                Interlocked.Decrement(ref _laneMessages);
+            }
             return $"could not push to {address}: {e.Message}";
         }
     }

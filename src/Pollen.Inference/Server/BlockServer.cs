@@ -241,9 +241,10 @@ public sealed partial class BlockServer : IDisposable
     /// <summary>
     /// Runs one step of a session on the tensor thread: handed there directly when the server is idle and
     /// no other session could join it in a batch, else through the server's queue. The returned work
-    /// completes when the step has run. A step that fails its checks throws before anything changes.
+    /// completes when the step has run. A step that fails its checks throws before anything changes; one that
+    /// passes them is counted in <see cref="PushesReceived"/> when <paramref name="pushed"/>.
     /// </summary>
-    internal StepWork StepAsync(BlockSession session, InferenceStep step)
+    internal StepWork StepAsync(BlockSession session, InferenceStep step, bool pushed = false)
     {
         var (_, tokens) = CheckHidden(step.Hidden, "hidden", (session.BatchSize, null));
         CheckPositionsShape(step.Positions ?? throw Invalid("a step needs positions (batch_size, tokens) int64"), session.BatchSize, tokens);
@@ -264,6 +265,11 @@ public sealed partial class BlockServer : IDisposable
             session.LastUsed = _time.GetUtcNow();
             session.LastStepTicks = Environment.TickCount64;
             session.AcceptedTokens += tokens;
+            if (pushed)
+            {
+                // counted before it can run: its answer may leave from the tensor thread before this returns
+                Interlocked.Increment(ref _pushesReceived);
+            }
             // queued (or the compute lock taken) under the lock, so a close, which queues the cache's
             // disposal, is ordered after it
             work = new StepWork(session, step, RunStep);
