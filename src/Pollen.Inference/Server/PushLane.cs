@@ -195,6 +195,9 @@ internal sealed class PushLaneListener : IDisposable
                 socket.Dispose();
                 continue;
             }
+            // watched before the peer hears it is accepted, so that a request it sends at once (for its answers,
+            // say) is not left unread while the steps it sends afterwards to this process's other lanes run
+            _ = Watch(taken);
             try
             {
                 socket.NoDelay = true;
@@ -203,9 +206,7 @@ internal sealed class PushLaneListener : IDisposable
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 Cut(taken, null); // gone already
-                continue;
             }
-            _ = Watch(taken);
         }
     }
 
