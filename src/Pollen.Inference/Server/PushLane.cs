@@ -12,8 +12,9 @@ namespace Pollen.Inference.Server;
 /// The push lane: pushed steps as bare frames on a TCP connection of their own, next to the gRPC port. The
 /// server sends one byte, <see cref="Accepted"/>, when it takes a connection (it closes one it cannot take);
 /// the writer then sends the 8 bytes <see cref="Magic"/>, and frames: a 4-byte little-endian length, then a
-/// <see cref="PushBatch"/> of that many bytes. Nothing else is ever sent back: what happens to a pushed step
-/// is told to its client on the session's stream, exactly as for the <c>Push</c> call.
+/// <see cref="PushBatch"/> of that many bytes. What happens to a pushed step is told to its client on the
+/// session's stream, exactly as for the <c>Push</c> call; the only frames sent back are <see cref="LaneAnswer"/>s,
+/// on a client's own connection, for the sessions it asked for (<c>PushBatch.listen</c>).
 /// </summary>
 /// <remarks>
 /// A push through gRPC crosses several threads on each side — the HTTP/2 connection's writer, the socket's
@@ -56,6 +57,9 @@ internal static class PushLane
     /// <summary>How long the pushes to a server whose lane could not be reached go through gRPC instead.</summary>
     internal static readonly TimeSpan UnreachableFor = TimeSpan.FromMinutes(10);
 
+    /// <summary>Most frames read from one connection before the tensor thread turns to the others (and to its queued work).</summary>
+    internal const int FramesPerTurn = 64;
+
     /// <summary><paramref name="message"/> as one frame (length prefix included), preceded by <see cref="Magic"/> when <paramref name="first"/>.</summary>
     internal static byte[] Frame(IMessage message, bool first)
     {
@@ -83,9 +87,6 @@ internal sealed class PushLaneListener : IDisposable
 {
     /// <summary>What a frame's body is first read into; it doubles as more arrives.</summary>
     private const int FirstChunk = 1 << 20;
-
-    /// <summary>Most frames read from one connection before the others (and the work queued meanwhile) get their turn.</summary>
-    private const int FramesPerTurn = 64;
 
     private readonly Socket _listener;
     private readonly Action<PushBatch, List<Task>> _start;
@@ -211,14 +212,14 @@ internal sealed class PushLaneListener : IDisposable
     }
 
     /// <summary>
-    /// On the tensor thread: reads what has arrived (up to <see cref="FramesPerTurn"/> frames) and starts the
+    /// On the tensor thread: reads what has arrived (up to <see cref="PushLane.FramesPerTurn"/> frames) and starts the
     /// steps of each complete frame; closes the connection when it ends or sends something malformed.
     /// </summary>
     private void Read(Connection c)
     {
         try
         {
-            for (var frames = 0; frames < FramesPerTurn && !c.Closed && !c.Paused; frames++)
+            for (var frames = 0; frames < PushLane.FramesPerTurn && !c.Closed && !c.Paused; frames++)
             {
                 switch (c.Frames.Receive(c.Socket, out var body, out var fault))
                 {

@@ -117,12 +117,12 @@ internal sealed class AnswerLane
         }
     }
 
-    /// <summary>On the tensor thread: reads what has arrived and hands each answer to its session.</summary>
+    /// <summary>On the tensor thread: reads what has arrived (up to <see cref="PushLane.FramesPerTurn"/> frames) and hands each answer to its session.</summary>
     private void Read()
     {
         try
         {
-            for (var frames = 0; frames < 64; frames++)
+            for (var frames = 0; frames < PushLane.FramesPerTurn; frames++)
             {
                 switch (_frames.Receive(_socket, out var body, out var fault))
                 {
